@@ -1,0 +1,4 @@
+"""harp: distributed hyperparameter search for human action recognition in video."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
