@@ -1,0 +1,71 @@
+"""Numbers, not shapes, for the plain 3D CNNs: ``cnn3d_attention`` (002) and ``c3d`` (003)."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from harp.config.schema import ModelConfig
+from harp.errors import ConfigError
+from harp.models import build_model, resolve
+from harp.models.cnn3d_attention import CNN3DAttention
+
+
+def _clip(b=2, t=8, s=32, seed=0):
+    return torch.randn(b, 3, t, s, s, generator=torch.Generator().manual_seed(seed))
+
+
+# --------------------------------------------------------------------------- cnn3d_attention
+
+
+def test_cnn3d_attention_forward_is_the_papers_pipeline_by_hand():
+    torch.manual_seed(0)
+    model = CNN3DAttention(num_classes=4, channels=8, pool_output=(2, 2, 2), hidden=(16,)).eval()
+    x = _clip()
+    # By hand: conv3x3x3 + ReLU, sigmoid gate from a 1x1x1 conv on those features, multiply, avg-pool, dense.
+    f = F.relu(F.conv3d(x, model.conv.weight, model.conv.bias, padding=1))
+    gate = torch.sigmoid(torch.einsum("bcthw,oc->bothw", f, model.attention.weight[:, :, 0, 0, 0]) + model.attention.bias.view(1, -1, 1, 1, 1))
+    g = f * gate
+    # adaptive avg-pool of 8x32x32 to 2x2x2 = mean over 4x16x16 blocks
+    pooled = g.reshape(2, 8, 2, 4, 2, 16, 2, 16).mean(dim=(3, 5, 7))
+    h = F.relu(F.linear(pooled.flatten(1), model.dense[0].weight, model.dense[0].bias))
+    logits = F.linear(h, model.fc.weight, model.fc.bias)
+    torch.testing.assert_close(model(x), logits, rtol=1e-4, atol=1e-5)
+    assert model.conv.out_channels == 8 and model.conv.kernel_size == (3, 3, 3)
+    assert ((gate > 0) & (gate < 1)).all()
+
+
+def test_cnn3d_attention_gate_open_and_closed():
+    torch.manual_seed(0)
+    model = CNN3DAttention(num_classes=3, channels=8, pool_output=(1, 1, 1), hidden=(8,)).eval()
+    x = _clip(seed=1)
+    plain = F.adaptive_avg_pool3d(F.relu(model.conv(x)), 1)
+    with torch.no_grad():
+        model.attention.weight.zero_()
+        model.attention.bias.fill_(30.0)  # gate = sigmoid(30) ~ 1: the features pass untouched
+        torch.testing.assert_close(model.features(x), plain, rtol=1e-5, atol=1e-6)
+        model.attention.bias.fill_(0.0)  # gate = 0.5 everywhere: half the features
+        torch.testing.assert_close(model.features(x), 0.5 * plain, rtol=1e-5, atol=1e-6)
+        model.attention.bias.fill_(-30.0)  # gate closed: nothing passes
+        assert model.features(x).abs().max() < 1e-10
+
+
+def test_cnn3d_attention_base_is_the_paper_configuration():
+    cfg = ModelConfig(family="cnn3d_attention", size="base", num_classes=101)
+    resolved = resolve(cfg)
+    assert (resolved.frames, resolved.frame_size) == (16, 112)
+    assert resolved.args.dropout == 0.25
+    model = build_model(cfg)
+    assert model.conv.out_channels == 64 and model.attention.out_channels == 64
+    dropouts = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(p == 0.25 for p in dropouts)
+    # Dense layers follow the pooled features: 64 channels x (2 x 4 x 4) grid -> 512 -> 256 -> 101.
+    assert model.dense[0].in_features == 64 * 2 * 4 * 4 and model.fc.out_features == 101
+    assert resolved.spec.pretrained_sources == ()  # from scratch in the paper
+
+
+def test_cnn3d_attention_any_clip_size_and_unknown_option():
+    model = build_model(ModelConfig(family="cnn3d_attention", size="tiny", num_classes=2, frames=5, frame_size=40))
+    assert model(_clip(b=3, t=5, s=40)).shape == (3, 2)
+    with pytest.raises(ConfigError, match="channels, kernel"):
+        build_model(ModelConfig(family="cnn3d_attention", num_classes=2, options={"chanels": 8}))
