@@ -41,6 +41,7 @@ class SynthConfig:
     min_frames: int = 24
     max_frames: int = 48
     short_fraction: float = 0.1  # clips shorter than a model's frame need (short-video handling)
+    clips_per_group: int = 3  # clips sharing one scene, like UCF101's gGG groups (kept on one side of a split)
     seed: int = 0
 
 
