@@ -1,0 +1,273 @@
+"""Video transformers on Hugging Face transformers' own classes: TimeSformer, ViViT, VideoMAE.
+
+Each family is a thin subclass of the transformers ``*ForVideoClassification`` class, so its
+parameter names are exactly the Hugging Face ones (``timesformer.*``, ``vivit.*``, ``videomae.*``,
+``classifier.*``): the public checkpoints load as they are, and ``save_pretrained`` /
+``from_pretrained`` work on our models. The subclasses change only the edge:
+
+- ``forward(clips)`` takes harp's ``(B, C, T, H, W)`` normalised clips, hands transformers the
+  ``(B, T, C, H, W)`` it expects, and returns logits ``(B, classes)`` (not a ModelOutput);
+- a dropout before the classifier (``config.harp_head_dropout``, the family's ``dropout``); the
+  pooling is the transformers class's own (CLS token for TimeSformer/ViViT, mean of the tokens +
+  ``fc_norm`` for VideoMAE).
+
+Attention: ViViT and VideoMAE run PyTorch SDPA (``attn_implementation="sdpa"``); TimeSformer's
+transformers class has eager attention only. TimeSformer is configured with
+``attention_type="divided_space_time"`` (temporal attention over the T tokens of one patch, then
+spatial attention over the patches of one frame, per block; 000/001), which
+``tests/models/test_timesformer.py`` checks against a hand computation.
+
+The models are built for one clip shape (frames x frame_size): TimeSformer and VideoMAE take their
+token grid from the config. Checkpoints of another shape (e.g. K400 8x224 into a 16x224 model) get
+their learned position/time embeddings interpolated on load (``_resize_position_embeddings``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import (
+    TimesformerConfig,
+    TimesformerForVideoClassification,
+    VideoMAEConfig,
+    VideoMAEForVideoClassification,
+    VivitConfig,
+    VivitForVideoClassification,
+)
+
+from harp.errors import ConfigError
+from harp.models.spec import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD, BuildArgs, FamilySpec, SizePreset
+
+# ViT-B/16 (the paper size of all three) and a narrow tiny transformer that trains on CPU in seconds.
+VIT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
+VIT_TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
+# Config keys a user may set through model.options (besides the size's own preset).
+_TRANSFORMER_OPTIONS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "drop_path_rate",
+)
+
+
+class _ClipClassifier:
+    """Mixin: harp's (B, C, T, H, W) -> logits contract on a transformers video classifier."""
+
+    def _init_head_dropout(self, config) -> None:
+        self.head_dropout = nn.Dropout(float(getattr(config, "harp_head_dropout", 0.0)))
+
+    def _pool(self, sequence_output: torch.Tensor) -> torch.Tensor:  # CLS token
+        return sequence_output[:, 0]
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if clips.dim() != 5:
+            raise ValueError(f"expected clips (B, C, T, H, W), got shape {tuple(clips.shape)}")
+        pixel_values = clips.transpose(1, 2)  # (B, C, T, H, W) -> (B, T, C, H, W)
+        backbone = getattr(self, self.base_model_prefix)
+        sequence_output = backbone(pixel_values=pixel_values).last_hidden_state
+        return self.classifier(self.head_dropout(self._pool(sequence_output)))
+
+
+class TimesformerClassifier(_ClipClassifier, TimesformerForVideoClassification):
+    def __init__(self, config: TimesformerConfig):
+        super().__init__(config)
+        self._init_head_dropout(config)
+
+
+class VivitClassifier(_ClipClassifier, VivitForVideoClassification):
+    def __init__(self, config: VivitConfig):
+        super().__init__(config)
+        self._init_head_dropout(config)
+
+
+class VideoMAEClassifier(_ClipClassifier, VideoMAEForVideoClassification):
+    def __init__(self, config: VideoMAEConfig):
+        super().__init__(config)
+        self._init_head_dropout(config)
+
+    def _pool(self, sequence_output: torch.Tensor) -> torch.Tensor:  # mean of the tokens + fc_norm
+        if self.fc_norm is None:
+            return sequence_output[:, 0]
+        return self.fc_norm(sequence_output.mean(1))
+
+
+def _config_kwargs(args: BuildArgs, patch: int) -> dict[str, Any]:
+    """The config values every transformer family shares: width/depth from the size, clip shape, head."""
+    options = dict(args.options)
+    unknown = sorted(set(options) - set(_TRANSFORMER_OPTIONS) - {"patch_size", "tubelet_size", "attn_implementation"})
+    if unknown:
+        raise ConfigError(
+            f"model.options {unknown} are not options of the transformer families; valid: {', '.join(_TRANSFORMER_OPTIONS)}, "
+            "patch_size, tubelet_size, attn_implementation"
+        )
+    if args.frame_size % patch:
+        raise ConfigError(f"model.frame_size={args.frame_size} must be a multiple of the patch size {patch}")
+    base = VIT_TINY if args.size == "tiny" else VIT_BASE
+    kwargs = {**base, **{k: options[k] for k in _TRANSFORMER_OPTIONS if k in options}}
+    if kwargs["hidden_size"] % kwargs["num_attention_heads"]:
+        raise ConfigError(
+            f"hidden_size={kwargs['hidden_size']} must be divisible by num_attention_heads={kwargs['num_attention_heads']}"
+        )
+    return {
+        **kwargs,
+        "image_size": args.frame_size,
+        "num_frames": args.frames,
+        "num_labels": args.num_classes,
+        "harp_head_dropout": args.dropout,
+    }
+
+
+def build_timesformer(args: BuildArgs) -> TimesformerClassifier:
+    patch = int(args.options.get("patch_size", 16 if args.size == "base" else 8))
+    config = TimesformerConfig(
+        patch_size=patch,
+        attention_type="divided_space_time",
+        attn_implementation="eager",  # the only one transformers' TimeSformer has
+        **_config_kwargs(args, patch),
+    )
+    return TimesformerClassifier(config)
+
+
+def _tubelet(args: BuildArgs, patch: int) -> int:
+    tubelet = int(args.options.get("tubelet_size", 2))
+    if args.frames % tubelet:
+        raise ConfigError(f"model.frames={args.frames} must be a multiple of the tubelet size {tubelet}")
+    return tubelet
+
+
+def build_vivit(args: BuildArgs) -> VivitClassifier:
+    patch = int(args.options.get("patch_size", 16 if args.size == "base" else 8))
+    config = VivitConfig(
+        tubelet_size=[_tubelet(args, patch), patch, patch],
+        attn_implementation=args.options.get("attn_implementation", "sdpa"),
+        **_config_kwargs(args, patch),
+    )
+    return VivitClassifier(config)
+
+
+def build_videomae(args: BuildArgs) -> VideoMAEClassifier:
+    patch = int(args.options.get("patch_size", 16 if args.size == "base" else 8))
+    config = VideoMAEConfig(
+        patch_size=patch,
+        tubelet_size=_tubelet(args, patch),
+        use_mean_pooling=True,
+        attn_implementation=args.options.get("attn_implementation", "sdpa"),
+        **_config_kwargs(args, patch),
+    )
+    return VideoMAEClassifier(config)
+
+
+def _resize(tensor: torch.Tensor, size: tuple[int, ...], mode: str) -> torch.Tensor:
+    """Interpolate a (1, D, *grid) tensor to a new grid, in float32."""
+    return F.interpolate(tensor.float(), size=size, mode=mode, align_corners=False if mode != "nearest" else None)
+
+
+def _resize_position_embeddings(state: dict[str, torch.Tensor], source: str, model: nn.Module) -> dict[str, torch.Tensor]:
+    """Interpolate learned position/time embeddings of a checkpoint to this model's clip shape.
+
+    TimeSformer: ``time_embeddings`` (1, T, D) over time; ``position_embeddings`` (1, 1+h*w, D) over
+    the patch grid. ViViT: ``position_embeddings`` (1, 1+t*h*w, D) over the tubelet grid. The CLS
+    entry is kept as it is. Anything else is left for the loader to report as a shape mismatch.
+    """
+    own = model.state_dict()
+    config = model.config
+    for key, value in list(state.items()):
+        target = own.get(key)
+        if target is None or target.shape == value.shape or value.dim() != 3 or value.shape[-1] != target.shape[-1]:
+            continue
+        dim = value.shape[-1]
+        if key.endswith("time_embeddings"):  # (1, T, D)
+            grid = value.transpose(1, 2)
+            state[key] = _resize(grid, (target.shape[1],), "linear").transpose(1, 2).to(value.dtype)
+        elif key.endswith("position_embeddings"):
+            cls, tokens = value[:, :1], value[:, 1:]
+            if isinstance(config, VivitConfig):
+                t_new = config.num_frames // config.tubelet_size[0]
+                h_new = config.image_size // config.tubelet_size[1]
+                t_old = _grid_frames(tokens.shape[1], h_new, t_new)
+                if t_old is None:
+                    continue
+                h_old = int(round((tokens.shape[1] // t_old) ** 0.5))
+                grid = tokens.reshape(1, t_old, h_old, h_old, dim).permute(0, 4, 1, 2, 3)
+                grid = _resize(grid, (t_new, h_new, h_new), "trilinear")
+            else:
+                h_old = int(round(tokens.shape[1] ** 0.5))
+                if h_old * h_old != tokens.shape[1]:
+                    continue
+                h_new = int(round((target.shape[1] - 1) ** 0.5))
+                grid = tokens.reshape(1, h_old, h_old, dim).permute(0, 3, 1, 2)
+                grid = _resize(grid, (h_new, h_new), "bicubic")
+            state[key] = torch.cat([cls, grid.flatten(2).transpose(1, 2).to(value.dtype)], dim=1)
+    return state
+
+
+def _grid_frames(num_tokens: int, h_new: int, t_new: int) -> int | None:
+    """The temporal length of a checkpoint's ViViT token grid: the one that leaves a square spatial grid.
+
+    Prefers the model's own temporal length (only the spatial size changed), then the ViViT-B K400
+    checkpoint's 16 (32 frames / tubelet 2)."""
+    for t in (t_new, 16, 8, 4, 2, 1, 32):
+        if num_tokens % t == 0:
+            side = int(round((num_tokens // t) ** 0.5))
+            if side * side == num_tokens // t:
+                return t
+    return None
+
+
+TIMESFORMER = FamilySpec(
+    name="timesformer",
+    description="TimeSformer: ViT with divided space-time attention (HF transformers TimesformerForVideoClassification)",
+    paper="000_57caf5912cf98c58.txt",
+    build=build_timesformer,
+    sizes={"tiny": SizePreset(frames=8, frame_size=32), "base": SizePreset(frames=8, frame_size=224)},
+    mean=KINETICS_MEAN,
+    std=KINETICS_STD,
+    default_dropout=0.0,
+    pretrained_sources=("kinetics400", "kinetics600", "ssv2"),
+    hub_checkpoints={
+        "kinetics400": "facebook/timesformer-base-finetuned-k400",
+        "kinetics600": "facebook/timesformer-base-finetuned-k600",
+        "ssv2": "facebook/timesformer-base-finetuned-ssv2",
+    },
+    head_prefixes=("classifier.",),
+    convert_state_dict=_resize_position_embeddings,
+)
+
+VIVIT = FamilySpec(
+    name="vivit",
+    description="ViViT-B/16x2 factorised-embedding video ViT, tubelet embedding (HF transformers VivitForVideoClassification, SDPA)",
+    paper="001_9b78e9b2a18c67bd.txt",
+    build=build_vivit,
+    sizes={"tiny": SizePreset(frames=8, frame_size=32), "base": SizePreset(frames=32, frame_size=224)},
+    # The Scenic ViViT checkpoints take pixels scaled to [-1, 1]: (x - 0.5) / 0.5.
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    default_dropout=0.0,
+    pretrained_sources=("kinetics400",),
+    hub_checkpoints={"kinetics400": "google/vivit-b-16x2-kinetics400"},
+    head_prefixes=("classifier.",),
+    convert_state_dict=_resize_position_embeddings,
+)
+
+VIDEOMAE = FamilySpec(
+    name="videomae",
+    description="VideoMAE ViT-B/16 (masked-autoencoder pretrained), tubelet 2, mean pooling (HF transformers, SDPA)",
+    paper="001_9b78e9b2a18c67bd.txt",
+    build=build_videomae,
+    sizes={"tiny": SizePreset(frames=8, frame_size=32), "base": SizePreset(frames=16, frame_size=224)},
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    default_dropout=0.0,
+    pretrained_sources=("kinetics400", "ssv2"),
+    hub_checkpoints={
+        "kinetics400": "MCG-NJU/videomae-base-finetuned-kinetics",
+        "ssv2": "MCG-NJU/videomae-base-finetuned-ssv2",
+    },
+    head_prefixes=("classifier.",),
+    convert_state_dict=_resize_position_embeddings,
+)
