@@ -59,6 +59,7 @@ class DataConfig:
     manifest: str = ""
     val_fraction: float = 0.15
     val_strategy: str = "group"
+    test_fraction: float = 0.2  # carved (group-aware) only when the data set has no official test split
     seed: int = 0
     # Horizontal flip policy: "safe" (labels unchanged), "never", or "swap" (flip_swap maps label -> label).
     flip: str = "safe"
@@ -68,6 +69,7 @@ class DataConfig:
     short_video: str = "loop"
     num_workers: int = 2  # DataLoader worker processes per training worker
     max_bad_fraction: float = 0.05  # past this fraction of undecodable files an epoch fails loudly
+    max_retries: int = 10  # replacement samples tried after a file fails to decode
     probe_workers: int = 0  # parallel probes while indexing; 0 -> number of CPUs
     synth: SynthConfig = field(default_factory=SynthConfig)
 

@@ -237,7 +237,8 @@ def _clip_plan(cfg: Any) -> list[dict[str, Any]]:
         raise HarpError(f"data.synth frames must satisfy 2 <= min_frames <= max_frames (got {cfg.min_frames}, {cfg.max_frames})")
     rng = np.random.default_rng([cfg.seed, 7919])
     sizes = [s for s in range(cfg.min_size, cfg.max_size + 1) if s % 16 == 0] or [cfg.min_size + cfg.min_size % 2]
-    group_size = max(1, int(getattr(cfg, "clips_per_group", 3)))
+    # Small sets get smaller groups, so that test and validation can both take whole groups.
+    group_size = max(1, min(int(getattr(cfg, "clips_per_group", 3)), cfg.clips_per_class // 5))
     plan = []
     for label, name in enumerate(CLASS_NAMES[: cfg.num_classes]):
         n_groups = -(-cfg.clips_per_class // group_size)

@@ -1,0 +1,219 @@
+"""Decode only the sampled frames of a video, at reduced resolution: decord by default, PyAV behind
+the same interface.
+
+decord's known hazards are handled here:
+
+- one reader per process: a ``FrameDecoder`` belongs to the process that created it (the dataset
+  makes one lazily inside each DataLoader worker, never in the parent before the fork), decord
+  runs with ``num_threads=1``, and each ``VideoReader`` is dropped right after use;
+- a native hang when a container over-reports its frame count: decord's count is checked against
+  the probed count (packets actually present) before any frame is requested, and every decode
+  runs under a deadline (``timeout_s``) in a helper thread (decord's ctypes calls release the GIL).
+  On a count mismatch, an error or a timeout the clip is decoded with PyAV instead; after
+  ``MAX_DECORD_HANGS`` hangs the process stops using decord altogether;
+- wrong frames on some .avi files: prefer a prepared (transcoded) copy, see ``harp data prepare``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Callable
+
+import numpy as np
+
+from harp.errors import HarpError
+
+log = logging.getLogger("harp.data")
+
+MAX_DECORD_HANGS = 2
+SEEK_GAP = 48  # PyAV seeks (to the keyframe before) when the next wanted frame is this far ahead
+
+
+class DecodeError(HarpError):
+    """A video (or the requested frames of it) could not be decoded."""
+
+
+def output_size(width: int, height: int, short_side: int | None) -> tuple[int, int] | None:
+    """(width, height) with the short side scaled to ``short_side``, aspect kept; None -> native."""
+    if not short_side or not width or not height:
+        return None
+    if min(width, height) == short_side:
+        return None
+    scale = short_side / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _decord_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expected: int | None) -> np.ndarray:
+    import decord
+
+    w, h = size if size else (-1, -1)
+    reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1, width=w, height=h)
+    try:
+        count = len(reader)
+        if expected and (count > expected + max(2, expected // 20) or count < expected - max(2, expected // 20)):
+            raise DecodeError(f"decord counts {count} frames but the probe found {expected}")
+        if int(wanted[-1]) >= count:
+            raise DecodeError(f"frame {int(wanted[-1])} requested but decord sees {count} frames")
+        return reader.get_batch(wanted.tolist()).asnumpy()
+    finally:
+        del reader
+
+
+def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expected: int | None) -> np.ndarray:
+    import av
+
+    out: list[np.ndarray] = []
+    kwargs = {"format": "rgb24"}
+    if size:
+        kwargs.update(width=size[0], height=size[1])
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 25.0
+        tb = float(stream.time_base) if stream.time_base else 1.0 / fps
+        start = stream.start_time or 0
+        pos = -1  # index of the last decoded frame
+        last = None
+        i = 0
+        while i < len(wanted):
+            target = int(wanted[i])
+            if target - pos > SEEK_GAP or pos < 0 and target > SEEK_GAP:
+                container.seek(int(start + target / fps / tb), stream=stream, backward=True, any_frame=False)
+                pos = -1
+            progressed = False
+            for frame in container.decode(stream):
+                progressed = True
+                idx = round((frame.pts - start) * tb * fps) if frame.pts is not None else pos + 1
+                pos = max(idx, pos + 1) if frame.pts is None else idx
+                last = frame
+                if idx < target:
+                    continue
+                image = frame.to_ndarray(**kwargs)
+                while i < len(wanted) and int(wanted[i]) <= idx:  # nearest frame at or after each wanted index
+                    out.append(image)
+                    i += 1
+                if i >= len(wanted) or int(wanted[i]) - idx > SEEK_GAP:
+                    break
+            if not progressed or (i < len(wanted) and int(wanted[i]) <= pos):
+                break  # end of stream
+        if i < len(wanted):
+            if last is None or expected is not None and len(wanted) - i > max(2, len(wanted) // 4):
+                raise DecodeError(f"stream ended after frame {pos}; {len(wanted) - i} of {len(wanted)} wanted frames missing")
+            image = last.to_ndarray(**kwargs)
+            out.extend([image] * (len(wanted) - i))
+    return np.stack(out)
+
+
+READERS: dict[str, Callable[[str, np.ndarray, tuple[int, int] | None, int | None], np.ndarray]] = {
+    "decord": _decord_read,
+    "pyav": _pyav_read,
+}
+
+
+class FrameDecoder:
+    """Reads frames of one video at a time, under a deadline, in the process that created it."""
+
+    def __init__(self, backend: str = "decord", timeout_s: float = 20.0, *, fallback: bool = True) -> None:
+        if backend not in READERS:
+            raise HarpError(f"data.decode_backend={backend!r}; choose one of: {', '.join(READERS)}")
+        self.backend = backend
+        self.timeout_s = float(timeout_s)
+        self.fallback = fallback
+        self.pid = os.getpid()
+        self.decord_hangs = 0
+        self.fallbacks = 0
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _run(self, fn: Callable[..., np.ndarray], *args: object) -> np.ndarray:
+        if self.timeout_s <= 0:
+            return fn(*args)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harp-decode")
+        future = self._pool.submit(fn, *args)
+        try:
+            return future.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            # The stuck thread cannot be killed; abandon it with its pool and start a fresh one.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            raise
+
+    def read(
+        self,
+        path: str | os.PathLike,
+        indices: np.ndarray,
+        *,
+        size: tuple[int, int] | None = None,
+        expected_frames: int | None = None,
+    ) -> np.ndarray:
+        """uint8 (len(indices), H, W, 3) for any indices (repeats and any order allowed)."""
+        if os.getpid() != self.pid:
+            raise HarpError("a FrameDecoder was shared across processes; create one per DataLoader worker")
+        path = str(path)
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if indices.size == 0:
+            raise DecodeError(f"no frames requested from {path}")
+        wanted, inverse = np.unique(indices, return_inverse=True)
+        if wanted[0] < 0 or (expected_frames and wanted[-1] >= expected_frames):
+            raise DecodeError(f"frame indices {int(wanted[0])}..{int(wanted[-1])} outside a {expected_frames}-frame video: {path}")
+        backend = self.backend
+        if backend == "decord" and self.decord_hangs >= MAX_DECORD_HANGS:
+            backend = "pyav"
+        try:
+            frames = self._run(READERS[backend], path, wanted, size, expected_frames)
+        except FutureTimeout:
+            if backend == "decord":
+                self.decord_hangs += 1
+                log.warning("decord did not finish %s within %.0f s (hang %d); decoding it with PyAV", path, self.timeout_s, self.decord_hangs)
+            else:
+                raise DecodeError(f"decoding took longer than {self.timeout_s:.0f} s: {path}") from None
+            frames = self._fallback(path, wanted, size, expected_frames)
+        except DecodeError as exc:
+            if backend != "decord" or not self.fallback:
+                raise
+            log.info("decord: %s (%s); decoding with PyAV", exc, path)
+            frames = self._fallback(path, wanted, size, expected_frames)
+        except Exception as exc:  # noqa: BLE001 - decord/PyAV raise many types on a broken file
+            if backend != "decord" or not self.fallback:
+                raise DecodeError(f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]} ({path})") from exc
+            frames = self._fallback(path, wanted, size, expected_frames)
+        if len(frames) != len(wanted):
+            raise DecodeError(f"got {len(frames)} of {len(wanted)} frames from {path}")
+        return frames[inverse]
+
+    def _fallback(self, path: str, wanted: np.ndarray, size: tuple[int, int] | None, expected: int | None) -> np.ndarray:
+        self.fallbacks += 1
+        try:
+            return self._run(_pyav_read, path, wanted, size, expected)
+        except FutureTimeout:
+            raise DecodeError(f"decoding took longer than {self.timeout_s:.0f} s: {path}") from None
+        except DecodeError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise DecodeError(f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]} ({path})") from exc
+
+
+def decode_all(path: str | os.PathLike, backend: str = "decord", *, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Every frame of a video (the naive way the benchmark compares against, and short videos)."""
+    path = str(path)
+    if backend == "decord":
+        import decord
+
+        w, h = size if size else (-1, -1)
+        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1, width=w, height=h)
+        try:
+            return reader.get_batch(list(range(len(reader)))).asnumpy()
+        finally:
+            del reader
+    import av
+
+    kwargs = {"format": "rgb24"}
+    if size:
+        kwargs.update(width=size[0], height=size[1])
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        return np.stack([frame.to_ndarray(**kwargs) for frame in container.decode(stream)])

@@ -1,0 +1,230 @@
+"""Index a data set into a Parquet manifest: read the official annotations, probe every video in
+parallel, carve the splits, write with pyarrow.
+
+One row per video: ``path`` (relative to the data root), ``label``, ``label_index``, ``split``
+(train / val / test; ``excluded`` for videos that failed the probe), ``official_split`` (what the
+annotations said), ``group``, ``frames``, ``header_frames``, ``fps``, ``width``, ``height``,
+``duration``, ``size_bytes`` and ``error`` (the probe error; empty when the video is usable).
+Unreadable videos are listed with their error and counted in the summary line, never a crash.
+
+The manifest's Parquet metadata (key ``harp``) records the root, format, class order and the
+split settings it was carved with; ``ensure_manifest`` rebuilds when those settings change
+(re-using the probes of unchanged files, so a re-carve costs no decoding).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+from harp.config.schema import DataConfig
+from harp.errors import HarpError
+
+log = logging.getLogger("harp.data")
+
+MANIFEST_COLUMNS = (
+    "path", "label", "label_index", "split", "official_split", "group",
+    "frames", "header_frames", "fps", "width", "height", "duration", "size_bytes", "error",
+)  # fmt: skip
+SPLITS = ("train", "val", "test")
+_SETTINGS = ("format", "split", "val_fraction", "val_strategy", "test_fraction", "seed", "annotations")
+
+
+def manifest_path(cfg: DataConfig) -> Path:
+    """``data.manifest`` if set, else ``<root>/harp_manifest[_splitN].parquet``."""
+    if cfg.manifest:
+        return Path(cfg.manifest)
+    suffix = f"_split{cfg.split}" if cfg.format in ("ucf101", "hmdb51") else ""
+    return Path(cfg.root) / f"harp_manifest{suffix}.parquet"
+
+
+def _settings(cfg: DataConfig) -> dict[str, Any]:
+    return {k: getattr(cfg, k) for k in _SETTINGS if hasattr(cfg, k)}
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(b"harp")
+    return json.loads(raw) if raw else {}
+
+
+def load_manifest(path: str | os.PathLike) -> pd.DataFrame:
+    """The manifest as a DataFrame; ``df.attrs`` holds its metadata (root, format, classes, settings)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise HarpError(f"manifest {path} not found; run `harp data index` (with the same data.* settings) first")
+    table = pq.read_table(path)
+    df = table.to_pandas()
+    raw = (table.schema.metadata or {}).get(b"harp")
+    df.attrs.update(json.loads(raw) if raw else {})
+    missing = set(MANIFEST_COLUMNS) - set(df.columns)
+    if missing:
+        raise HarpError(f"{path} is not a harp manifest (missing columns {sorted(missing)}); re-run `harp data index`")
+    return df
+
+
+def class_names(df: pd.DataFrame) -> list[str]:
+    """Class names in label-index order (from the manifest's metadata, else from its rows)."""
+    if df.attrs.get("classes"):
+        return list(df.attrs["classes"])
+    pairs = df[["label_index", "label"]].drop_duplicates().sort_values("label_index")
+    return pairs["label"].tolist()
+
+
+def _previous_probes(path: Path) -> dict[str, dict[str, Any]]:
+    """Probe results of an earlier manifest at ``path``, keyed by relative path (a re-index cache)."""
+    if not path.is_file():
+        return {}
+    try:
+        old = load_manifest(path)
+    except Exception:  # noqa: BLE001 - an unreadable old manifest is just no cache
+        return {}
+    cols = ["frames", "header_frames", "fps", "width", "height", "duration", "size_bytes", "error"]
+    return {rec["path"]: {c: rec[c] for c in cols} for rec in old[["path", *cols]].to_dict("records")}
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock next to the manifest: concurrent trials index a data set once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def index_dataset(cfg: DataConfig, *, progress: bool = True, cache: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
+    """Read annotations, probe, carve splits: the manifest as a DataFrame (not yet written)."""
+    from harp.data.probe import probe_many
+    from harp.data.readers import READERS
+    from harp.data.splits import carve
+
+    root = Path(cfg.root)
+    if cfg.format not in READERS:
+        raise HarpError(f"data.format={cfg.format!r}; choose one of: {', '.join(READERS)}")
+    if not root.is_dir():
+        raise HarpError(f"data.root={cfg.root!r} is not a folder")
+    rows, classes = READERS[cfg.format](root, cfg.annotations, cfg.split)
+    if len(classes) < 2:
+        raise HarpError(f"{cfg.format} data under {root}: found {len(classes)} class(es); a classifier needs at least 2")
+    df = pd.DataFrame(rows, columns=["path", "label", "split", "group"])
+    dup = df["path"].duplicated()
+    if dup.any():
+        log.warning("%d paths listed twice; keeping the first of each (%s ...)", int(dup.sum()), df.loc[dup, "path"].iloc[0])
+        df = df[~dup].reset_index(drop=True)
+    index_of = {c: i for i, c in enumerate(classes)}
+    df["label_index"] = df["label"].map(index_of).astype("int64")
+    df["official_split"] = df["split"]
+    cache = cache or {}
+    todo = [p for p in df["path"] if not _cache_valid(cache.get(p), root / p)]
+    probed = dict(zip(todo, probe_many([root / p for p in todo], workers=cfg.probe_workers, progress=progress)))
+    probes = [probed[p] if p in probed else cache[p] for p in df["path"]]
+    probe_df = pd.DataFrame(probes, index=df.index)
+    df = pd.concat([df, probe_df], axis=1)
+    df["error"] = df["error"].fillna("").astype(str)
+    seed = cfg.seed
+    if (df["split"] == "").all() or (df["split"] == "").any() and not (df["split"] == "test").any():
+        df = carve(df, source="", target="test", fraction=getattr(cfg, "test_fraction", 0.2), strategy="group", seed=seed + 1)
+    df.loc[df["split"] == "", "split"] = "train"
+    if not (df["split"] == "val").any():
+        df = carve(df, source="train", target="val", fraction=cfg.val_fraction, strategy=cfg.val_strategy, seed=seed)
+    df.loc[df["error"] != "", "split"] = "excluded"
+    df = df[list(MANIFEST_COLUMNS)]
+    for col in ("frames", "header_frames", "width", "height", "size_bytes"):
+        df[col] = df[col].astype("int64")
+    for col in ("fps", "duration"):
+        df[col] = df[col].astype("float64")
+    df.attrs.update({"root": str(root.resolve()), "classes": classes, **_settings(cfg), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return df
+
+
+def _cache_valid(entry: dict[str, Any] | None, file: Path) -> bool:
+    if entry is None or entry.get("error"):
+        return False  # always re-probe failures: the file may have been fixed
+    try:
+        return os.path.getsize(file) == entry["size_bytes"]
+    except OSError:
+        return False
+
+
+def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write atomically with pyarrow; ``df.attrs`` goes into the Parquet metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[b"harp"] = json.dumps(df.attrs, default=str).encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table.replace_schema_metadata(meta), tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise HarpError(f"cannot write the manifest {path} ({exc.strerror}); set data.manifest=A_WRITABLE_PATH") from exc
+    return path
+
+
+def summarize(df: pd.DataFrame) -> str:
+    """One line: counts per split, classes, unreadable videos (with the first few names and errors)."""
+    counts = df["split"].value_counts()
+    parts = [f"{int(counts.get(s, 0))} {s}" for s in SPLITS]
+    bad = df[df["error"] != ""]
+    line = f"{len(df)} videos, {len(class_names(df))} classes: {' / '.join(parts)}; {len(bad)} unreadable"
+    if len(bad):
+        shown = "; ".join(f"{p} ({e})" for p, e in zip(bad["path"].head(3), bad["error"].head(3)))
+        line += f" (excluded from splits, listed in the manifest's error column): {shown}{' ...' if len(bad) > 3 else ''}"
+    return line
+
+
+def build_manifest(cfg: DataConfig, *, progress: bool = True) -> Path:
+    """Index + probe + splits -> Parquet at ``manifest_path(cfg)``; returns the path."""
+    path = manifest_path(cfg)
+    with _locked(path):
+        return _build(cfg, path, progress)
+
+
+def _build(cfg: DataConfig, path: Path, progress: bool) -> Path:
+    df = index_dataset(cfg, progress=progress, cache=_previous_probes(path))
+    write_manifest(df, path)
+    log.info("manifest %s: %s", path, summarize(df))
+    return path
+
+
+def _has_videos(root: Path) -> bool:
+    from harp.data.readers import VIDEO_EXTENSIONS
+
+    return root.is_dir() and any(p.suffix.lower() in VIDEO_EXTENSIONS for p in root.glob("*/*"))
+
+
+def ensure_manifest(cfg: DataConfig, *, progress: bool = True) -> Path:
+    """The manifest for ``cfg``: synthesise the demo data when format=synthetic and the root holds no
+    videos, index when the manifest is missing or was carved with other settings; else reuse."""
+    path = manifest_path(cfg)
+    root = Path(cfg.root)
+    with _locked(path):
+        if cfg.format == "synthetic" and not _has_videos(root):
+            from harp.data.synthetic import synthesize
+
+            log.info("no videos under %s: synthesising the demo data set", root)
+            synthesize(cfg.synth, root, progress=progress)
+        if path.is_file():
+            meta = read_metadata(path)
+            if all(meta.get(k) == v for k, v in _settings(cfg).items()):
+                return path
+            log.info("manifest %s was carved with other settings: re-indexing (probes are reused)", path)
+        return _build(cfg, path, progress)

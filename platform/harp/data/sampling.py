@@ -1,0 +1,208 @@
+"""Which frames of a video make a clip: one pure function per strategy of the papers.
+
+Every sampler has the signature ``(num_frames_in_video, rng, params) -> indices`` and never
+touches a video, so its properties are tested directly. It returns int64 frame indices in
+``[0, num_frames_in_video)``, in temporal order, shape ``(T,)``; ``multi_clip`` returns
+``(num_clips, T)``. ``params.train`` picks the training behaviour (random offsets) or the test
+behaviour (deterministic, centred); test-time multi-view sampling is ``sample_views``.
+
+Videos shorter than a strategy needs (``frames_needed``) are handled by ``params.short``:
+``loop`` wraps around to the start, ``repeat_last`` holds the last frame. The ``augment`` mode
+(``harp.data.short_video``) lengthens the decoded frames *before* sampling, so the samplers
+then see a long-enough video; they fall back to ``loop`` if it is still short.
+
+Strategies (names are ``config.schema.SAMPLING_METHODS``):
+
+- ``uniform``: T frames at a fixed interval (e.g. 8 at 1/32, 001); random start in training,
+  centred in test.
+- ``equidistant``: T equal segments over the whole video (TSN); a random frame per segment in
+  training, each segment's centre in test.
+- ``random``: T distinct frames, sorted; in test the segment centres (deterministic).
+- ``dense``: T consecutive frames; random start in training, centred in test.
+- ``multi_clip``: N clips of T consecutive frames spread evenly over the video, overlapping only
+  when the video is shorter than N*T (003: 5 x 16 frames); small random shifts in training.
+- ``segment_stride``: the video is cut into segments a clip long; a random segment (the middle
+  one in test), a random start inside it, then every k-th frame, T times (000: every 3rd frame).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from harp.config.schema import SAMPLING_METHODS, SHORT_VIDEO_MODES
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """What a sampler needs besides the video length and the random generator."""
+
+    num_frames: int  # T: frames per clip
+    interval: int = 2  # uniform: frame stride; segment_stride: every k-th frame
+    num_clips: int = 1  # multi_clip: clips per video
+    train: bool = True
+    short: str = "loop"  # loop | repeat_last (augment lengthens the video before sampling)
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 1 or self.interval < 1 or self.num_clips < 1:
+            raise ValueError(f"sampling params must be positive: {self}")
+        if self.short not in SHORT_VIDEO_MODES:
+            raise ValueError(f"short={self.short!r}; choose one of {SHORT_VIDEO_MODES}")
+
+
+Sampler = Callable[[int, np.random.Generator, SamplingParams], np.ndarray]
+
+
+def frames_needed(method: str, params: SamplingParams) -> int:
+    """The fewest frames a video needs for ``method`` without repeating or inventing frames."""
+    t = params.num_frames
+    if method in ("uniform", "segment_stride"):
+        return (t - 1) * params.interval + 1
+    if method == "multi_clip":
+        return t  # clips may overlap on short videos
+    return t
+
+
+def fit_to_length(indices: np.ndarray, n: int, short: str) -> np.ndarray:
+    """Map indices of a virtual, long-enough timeline onto a video of ``n`` frames."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if n <= 0:
+        raise ValueError("a video needs at least one frame")
+    if short == "repeat_last":
+        return np.minimum(indices, n - 1)
+    return indices % n  # loop (and the fallback of augment)
+
+
+def _start(n: int, span: int, rng: np.random.Generator, train: bool) -> int:
+    if n <= span:
+        return 0
+    return int(rng.integers(0, n - span + 1)) if train else (n - span) // 2
+
+
+def _strided(n: int, rng: np.random.Generator, p: SamplingParams, interval: int) -> np.ndarray:
+    span = (p.num_frames - 1) * interval + 1
+    idx = _start(n, span, rng, p.train) + np.arange(p.num_frames, dtype=np.int64) * interval
+    return fit_to_length(idx, n, p.short)
+
+
+def uniform(n: int, rng: np.random.Generator, p: SamplingParams) -> np.ndarray:
+    """T frames ``interval`` apart; random start in training, centred in test."""
+    return _strided(n, rng, p, p.interval)
+
+
+def dense(n: int, rng: np.random.Generator, p: SamplingParams) -> np.ndarray:
+    """T consecutive frames; random start in training, centred in test."""
+    return _strided(n, rng, p, 1)
+
+
+def _segments(n: int, t: int, offsets: np.ndarray) -> np.ndarray:
+    """Frame ``offsets`` (in [0, 1)) of each of t equal segments over n frames."""
+    edges = np.linspace(0.0, n, t + 1)
+    idx = np.floor(edges[:-1] + offsets * (edges[1:] - edges[:-1])).astype(np.int64)
+    return np.clip(idx, np.ceil(edges[:-1]).astype(np.int64), n - 1)
+
+
+def equidistant(n: int, rng: np.random.Generator, p: SamplingParams) -> np.ndarray:
+    """TSN: T equal segments over the whole video; random frame per segment (train) or centre (test)."""
+    t = p.num_frames
+    if n < t:
+        return fit_to_length(np.arange(t), n, p.short)
+    offsets = rng.random(t) if p.train else np.full(t, 0.5)
+    return _segments(n, t, offsets)
+
+
+def random(n: int, rng: np.random.Generator, p: SamplingParams) -> np.ndarray:
+    """T distinct frames, sorted (train); segment centres in test, so evaluation is deterministic."""
+    t = p.num_frames
+    if n < t:
+        return fit_to_length(np.arange(t), n, p.short)
+    if not p.train:
+        return _segments(n, t, np.full(t, 0.5))
+    return np.sort(rng.choice(n, size=t, replace=False)).astype(np.int64)
+
+
+def _clip_starts(n: int, span: int, count: int) -> np.ndarray:
+    """``count`` start frames of ``span``-long clips spread evenly (overlapping only when n < count*span)."""
+    last = max(n - span, 0)
+    if count == 1:
+        return np.array([last // 2], dtype=np.int64)
+    if n >= count * span:  # disjoint: each clip centred in its own 1/count of the video
+        width = n / count
+        return np.floor(np.arange(count) * width + (width - span) / 2).astype(np.int64)
+    return np.round(np.linspace(0, last, count)).astype(np.int64)
+
+
+def multi_clip(n: int, rng: np.random.Generator, p: SamplingParams) -> np.ndarray:
+    """(num_clips, T): N clips of T consecutive frames spread evenly over the video (003)."""
+    t, count = p.num_frames, p.num_clips
+    starts = _clip_starts(n, t, count)
+    if p.train and n > t:
+        # Jitter each clip inside its share of the video, keeping the order and the bounds.
+        room = max(int(n / count) - t, 0) if n >= count * t else 0
+        starts = np.clip(starts + rng.integers(-(room // 2), room // 2 + 1, size=count), 0, n - t)
+    idx = starts[:, None] + np.arange(t, dtype=np.int64)[None, :]
+    return fit_to_length(idx, n, p.short)
+
+
+def segment_stride(n: int, rng: np.random.Generator, p: SamplingParams) -> np.ndarray:
+    """000: segments a clip long; random segment and start in it (train), middle segment (test); every k-th frame."""
+    span = (p.num_frames - 1) * p.interval + 1
+    steps = np.arange(p.num_frames, dtype=np.int64) * p.interval
+    if n <= span:
+        return fit_to_length(steps, n, p.short)
+    count = n // span  # >= 1 segments, each at least a clip long
+    seg = int(rng.integers(count)) if p.train else count // 2
+    lo, hi = seg * n // count, (seg + 1) * n // count  # the segment's frames [lo, hi)
+    last = min(hi - span, n - span)  # latest start keeping the clip inside the segment
+    start = int(rng.integers(lo, last + 1)) if p.train else lo + (last - lo) // 2
+    return start + steps
+
+
+SAMPLERS: dict[str, Sampler] = {
+    "uniform": uniform,
+    "equidistant": equidistant,
+    "random": random,
+    "dense": dense,
+    "multi_clip": multi_clip,
+    "segment_stride": segment_stride,
+}
+assert tuple(SAMPLERS) == SAMPLING_METHODS, "SAMPLERS must list config.schema.SAMPLING_METHODS in order"
+
+
+def sample(method: str, n: int, rng: np.random.Generator, params: SamplingParams) -> np.ndarray:
+    """One training/test sample: (T,) indices, or (num_clips, T) for multi_clip."""
+    return SAMPLERS[method](n, rng, params)
+
+
+def sample_views(method: str, n: int, num_clips: int, rng: np.random.Generator, params: SamplingParams) -> np.ndarray:
+    """Test-time multi-view sampling: (num_clips, T) indices, deterministic, covering the video.
+
+    Strided strategies (uniform, dense, segment_stride) and multi_clip place ``num_clips`` windows
+    evenly over the video (the ``8x32xN`` protocol); segment strategies (equidistant, random) take
+    ``num_clips`` evenly spaced offsets inside every segment.
+    """
+    if num_clips < 1:
+        raise ValueError("num_clips must be >= 1")
+    p = params
+    t = p.num_frames
+    if method in ("equidistant", "random"):
+        if n < t:
+            return np.stack([fit_to_length(np.arange(t), n, p.short)] * num_clips)
+        offsets = (np.arange(num_clips) + 0.5) / num_clips
+        return np.stack([_segments(n, t, np.full(t, o)) for o in offsets])
+    interval = 1 if method in ("dense", "multi_clip") else p.interval
+    span = (t - 1) * interval + 1
+    if num_clips == 1:
+        starts = np.array([max(n - span, 0) // 2], dtype=np.int64)
+    else:
+        starts = np.round(np.linspace(0, max(n - span, 0), num_clips)).astype(np.int64)
+    idx = starts[:, None] + np.arange(t, dtype=np.int64)[None, :] * interval
+    return fit_to_length(idx, n, p.short)
+
+
+def describe(method: str, params: SamplingParams) -> str:
+    """MMAction2-style token: clip_len x interval x clips (e.g. ``8x32x1``)."""
+    interval = params.interval if method in ("uniform", "segment_stride") else 1
+    clips = params.num_clips if method == "multi_clip" else 1
+    return f"{method}:{params.num_frames}x{interval}x{clips}"
