@@ -11,7 +11,10 @@ decord's known hazards are handled here:
   runs under a deadline (``timeout_s``) in a helper thread (decord's ctypes calls release the GIL).
   On a count mismatch, an error or a timeout the clip is decoded with PyAV instead; after
   ``MAX_DECORD_HANGS`` hangs the process stops using decord altogether;
-- wrong frames on some .avi files: prefer a prepared (transcoded) copy, see ``harp data prepare``.
+- wrong frames: decord 0.6.0 returns padded or broken frames for some frame widths (e.g. 16, 24,
+  48, 72 px); the output shape is checked and such clips go to PyAV, and the process remembers the
+  sizes decord failed on. For .avi files with wrong frames, prefer a prepared (transcoded) copy,
+  see ``harp data prepare``.
 """
 from __future__ import annotations
 
@@ -56,9 +59,17 @@ def _decord_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, ex
             raise DecodeError(f"decord counts {count} frames but the probe found {expected}")
         if int(wanted[-1]) >= count:
             raise DecodeError(f"frame {int(wanted[-1])} requested but decord sees {count} frames")
-        return reader.get_batch(wanted.tolist()).asnumpy()
+        return _checked(reader.get_batch(wanted.tolist()).asnumpy(), size)
     finally:
         del reader
+
+
+def _checked(frames: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """decord 0.6.0 returns padded rows (4 or 6 'channels') or fails for some widths (16, 24, 48, 72 px
+    among them): refuse such output so the caller decodes with PyAV."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or (size and frames.shape[1:3] != (size[1], size[0])):
+        raise DecodeError(f"decord returned frames of shape {frames.shape}")
+    return frames
 
 
 def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expected: int | None) -> np.ndarray:
@@ -125,6 +136,7 @@ class FrameDecoder:
         self.pid = os.getpid()
         self.decord_hangs = 0
         self.fallbacks = 0
+        self._decord_refused: set[object] = set()  # output sizes (or paths) decord failed on here
         self._pool: ThreadPoolExecutor | None = None
 
     def _run(self, fn: Callable[..., np.ndarray], *args: object) -> np.ndarray:
@@ -160,7 +172,8 @@ class FrameDecoder:
         if wanted[0] < 0 or (expected_frames and wanted[-1] >= expected_frames):
             raise DecodeError(f"frame indices {int(wanted[0])}..{int(wanted[-1])} outside a {expected_frames}-frame video: {path}")
         backend = self.backend
-        if backend == "decord" and self.decord_hangs >= MAX_DECORD_HANGS:
+        key = size or path
+        if backend == "decord" and (self.decord_hangs >= MAX_DECORD_HANGS or key in self._decord_refused):
             backend = "pyav"
         try:
             frames = self._run(READERS[backend], path, wanted, size, expected_frames)
@@ -175,10 +188,12 @@ class FrameDecoder:
             if backend != "decord" or not self.fallback:
                 raise
             log.info("decord: %s (%s); decoding with PyAV", exc, path)
+            self._decord_refused.add(key)
             frames = self._fallback(path, wanted, size, expected_frames)
         except Exception as exc:  # noqa: BLE001 - decord/PyAV raise many types on a broken file
             if backend != "decord" or not self.fallback:
                 raise DecodeError(f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]} ({path})") from exc
+            self._decord_refused.add(key)
             frames = self._fallback(path, wanted, size, expected_frames)
         if len(frames) != len(wanted):
             raise DecodeError(f"got {len(frames)} of {len(wanted)} frames from {path}")
@@ -205,7 +220,7 @@ def decode_all(path: str | os.PathLike, backend: str = "decord", *, size: tuple[
         w, h = size if size else (-1, -1)
         reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1, width=w, height=h)
         try:
-            return reader.get_batch(list(range(len(reader)))).asnumpy()
+            return _checked(reader.get_batch(list(range(len(reader)))).asnumpy(), size)
         finally:
             del reader
     import av

@@ -1,0 +1,89 @@
+"""decord and PyAV behind one interface: same frames, reduced resolution, hazards handled."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from harp.data import decode
+from harp.data.decode import DecodeError, FrameDecoder, decode_all
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    from harp.data.synthetic import render_clip, write_mp4
+
+    path = tmp_path_factory.mktemp("dec") / "v.mp4"
+    write_mp4(path, render_clip("move_right", np.random.default_rng(0), 64, 90), 25, gop=30)
+    return path
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_sparse_reads_equal_decoding_everything(video, backend):
+    full = decode_all(video, backend)
+    assert full.shape == (90, 64, 64, 3)
+    decoder = FrameDecoder(backend, timeout_s=10)
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        idx = rng.integers(0, 90, size=8)  # any order, repeats allowed
+        assert np.array_equal(decoder.read(video, idx, expected_frames=90), full[idx])
+    assert decoder.read(video, [5, 80], size=(24, 24)).shape == (2, 24, 24, 3)
+
+
+def test_decord_bad_widths_go_to_pyav(tmp_path):
+    from harp.data.synthetic import render_clip, write_mp4
+
+    path = tmp_path / "w48.mp4"
+    clip = render_clip("grow", np.random.default_rng(0), 48, 12)
+    write_mp4(path, clip, 25)
+    decoder = FrameDecoder("decord")
+    frames = decoder.read(path, [0, 5, 11], expected_frames=12)
+    assert frames.shape == (3, 48, 48, 3) and decoder.fallbacks == 1
+    assert np.array_equal(frames, decode_all(path, "pyav")[[0, 5, 11]])
+    decoder.read(path, [1], expected_frames=12)
+    assert decoder.fallbacks == 1, "the refused size goes straight to PyAV"
+
+
+def test_backends_agree(video):
+    idx = np.array([0, 13, 44, 89])
+    a = FrameDecoder("decord").read(video, idx, expected_frames=90)
+    b = FrameDecoder("pyav").read(video, idx, expected_frames=90)
+    assert np.array_equal(a, b)
+
+
+def test_count_mismatch_falls_back_to_pyav(video):
+    decoder = FrameDecoder("decord")
+    frames = decoder.read(video, [1, 2], expected_frames=60)  # probe says 60, decord sees 90
+    assert decoder.fallbacks == 1 and frames.shape == (2, 64, 64, 3)
+
+
+def test_a_hanging_decord_is_bounded_and_replaced(video, monkeypatch):
+    def hang(*args):
+        time.sleep(3)
+        raise AssertionError("never returns in time")
+
+    monkeypatch.setitem(decode.READERS, "decord", hang)
+    decoder = FrameDecoder("decord", timeout_s=0.3)
+    start = time.perf_counter()
+    frames = decoder.read(video, [3, 4], expected_frames=90)
+    assert time.perf_counter() - start < 2.5
+    assert decoder.decord_hangs == 1 and frames.shape == (2, 64, 64, 3)
+    decoder.read(video, [5], expected_frames=90)
+    assert decoder.decord_hangs == decode.MAX_DECORD_HANGS
+    before = decoder.fallbacks
+    decoder.read(video, [6], expected_frames=90)  # decord is now off in this process
+    assert decoder.fallbacks == before
+
+
+def test_broken_file_raises_decode_error(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    for backend in ("decord", "pyav"):
+        with pytest.raises(DecodeError):
+            FrameDecoder(backend, timeout_s=5).read(bad, [0, 1])
+
+
+def test_out_of_range_indices_are_refused(video):
+    with pytest.raises(DecodeError, match="outside"):
+        FrameDecoder("pyav").read(video, [0, 95], expected_frames=90)

@@ -1,0 +1,168 @@
+"""Each reader on small trees in the official formats, generated here; corrupt files; unsafe paths."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harp.config.schema import DataConfig
+from harp.data.manifest import build_manifest, class_names, ensure_manifest, load_manifest, summarize
+from harp.data.splits import leaking_groups
+from harp.errors import HarpError
+
+
+@pytest.fixture(scope="module")
+def tiny_video(tmp_path_factory) -> bytes:
+    from harp.data.synthetic import render_clip, write_mp4
+
+    path = tmp_path_factory.mktemp("v") / "clip.mp4"
+    write_mp4(path, render_clip("grow", np.random.default_rng(0), 16, 6), 25)
+    return path.read_bytes()
+
+
+def _put(root: Path, rel: str, data: bytes) -> None:
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).write_bytes(data)
+
+
+def _cfg(root: Path, fmt: str, **kw) -> DataConfig:
+    return DataConfig(format=fmt, root=str(root), probe_workers=1, **kw)
+
+
+def _ucf_tree(root: Path, video: bytes) -> None:
+    classes = ["ApplyEyeMakeup", "Archery", "Basketball"]
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir(parents=True)
+    (lists / "classInd.txt").write_text("".join(f"{i} {c}\n" for i, c in enumerate(classes, 1)))
+    train, test = [], []
+    for i, c in enumerate(classes, 1):
+        for g in range(1, 9):
+            for clip in (1, 2):
+                rel = f"{c}/v_{c}_g{g:02d}_c{clip:02d}.avi"
+                _put(root, rel, video)
+                (test if g <= 2 else train).append((rel, i))
+    (lists / "trainlist01.txt").write_text("".join(f"{r} {i}\n" for r, i in train))
+    (lists / "testlist01.txt").write_text("".join(f"{r}\n" for r, _ in test))
+
+
+def test_ucf101_reader_keeps_groups_out_of_val(tmp_path, tiny_video):
+    _ucf_tree(tmp_path, tiny_video)
+    df = load_manifest(build_manifest(_cfg(tmp_path, "ucf101", val_fraction=0.25), progress=False))
+    assert class_names(df) == ["ApplyEyeMakeup", "Archery", "Basketball"]
+    assert df.loc[df["label"] == "Archery", "label_index"].eq(1).all()
+    counts = df["split"].value_counts()
+    assert counts["test"] == 12 and counts["train"] + counts["val"] == 36 and counts["val"] >= 6
+    assert not leaking_groups(df), "no UCF101 group in both train and val"
+    assert set(df.loc[df["split"] == "test", "group"]) == {"g01", "g02"}
+    # Stratified: every class has validation clips.
+    assert df[df["split"] == "val"]["label"].nunique() == 3
+    row = df.iloc[0]
+    assert row["frames"] == 6 and row["fps"] == 25 and row["width"] == 16 and row["error"] == ""
+    assert Path(tmp_path / "harp_manifest_split1.parquet").is_file()
+
+
+def test_ucf101_rejects_paths_outside_the_root(tmp_path, tiny_video):
+    _ucf_tree(tmp_path, tiny_video)
+    lists = tmp_path / "ucfTrainTestlist"
+    for bad in ("../outside/v_x_g01_c01.avi 1", "/etc/v_x_g01_c01.avi 1"):
+        (lists / "trainlist01.txt").write_text(bad + "\n")
+        with pytest.raises(HarpError, match="trainlist01.txt:1.*(leaves the data root|absolute)"):
+            build_manifest(_cfg(tmp_path, "ucf101"), progress=False)
+
+
+def test_hmdb51_reader_uses_1_train_2_test_0_unused(tmp_path, tiny_video):
+    splits = tmp_path / "testTrainMulti_7030_splits"
+    splits.mkdir()
+    for c in ("brush_hair", "cartwheel"):
+        lines = []
+        for src in range(4):
+            for k in range(2):
+                name = f"{c}_video{src}_u_nm_np1_fr_goo_{k}.avi"
+                _put(tmp_path, f"{c}/{name}", tiny_video)
+                lines.append(f"{name} {[1, 1, 2, 0][src]}")
+        (splits / f"{c}_test_split1.txt").write_text("\n".join(lines) + "\n")
+    df = load_manifest(build_manifest(_cfg(tmp_path, "hmdb51", val_fraction=0.3), progress=False))
+    assert class_names(df) == ["brush_hair", "cartwheel"]
+    assert len(df) == 12, "split value 0 (unused) is left out"
+    assert (df["split"] == "test").sum() == 4
+    assert df["group"].str.endswith("_goo").all(), "the source video id groups its clips"
+    assert not leaking_groups(df)
+
+
+def test_kinetics_csv_nested_and_flat(tmp_path, tiny_video):
+    rows = []
+    for split in ("train", "val"):
+        for label in ("abseiling", "air drumming"):
+            for k in range(3):
+                yid = f"{label[:3]}{split}{k}xxxxx"
+                name = f"{yid}_{k * 10:06d}_{k * 10 + 10:06d}.mp4"
+                rel = f"{split}/{label}/{name}" if label == "abseiling" else name
+                _put(tmp_path, rel, tiny_video)
+                rows.append(f"{label},{yid},{k * 10},{k * 10 + 10},{split}")
+    (tmp_path / "annotations.csv").write_text("label,youtube_id,time_start,time_end,split\n" + "\n".join(rows) + "\n")
+    df = load_manifest(build_manifest(_cfg(tmp_path, "kinetics"), progress=False))
+    assert (df["error"] == "").all(), df[df["error"] != ""]
+    assert df["split"].value_counts().to_dict() == {"train": 6, "val": 6}
+    assert class_names(df) == ["abseiling", "air drumming"]
+
+
+def test_folder_reader_carves_test_and_val_by_group(tmp_path, tiny_video):
+    for c in ("a", "b"):
+        for g in range(1, 11):
+            for clip in (1, 2):
+                _put(tmp_path, f"{c}/{c}_g{g:02d}_c{clip:02d}.mp4", tiny_video)
+    df = load_manifest(build_manifest(_cfg(tmp_path, "folder", val_fraction=0.2, test_fraction=0.2), progress=False))
+    counts = df["split"].value_counts()
+    assert counts["test"] == 8 and counts["val"] >= 4 and counts.sum() == 40
+    assert not leaking_groups(df, "train", "test") and not leaking_groups(df, "train", "val")
+
+
+def test_generic_csv_manifest(tmp_path, tiny_video):
+    lines = ["path,label,split"]
+    for c in ("x", "y"):
+        for k in range(4):
+            _put(tmp_path, f"vids/{c}{k}.mp4", tiny_video)
+            lines.append(f"vids/{c}{k}.mp4,{c},{'test' if k == 0 else 'train'}")
+    (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
+    df = load_manifest(build_manifest(_cfg(tmp_path, "manifest", val_fraction=0.3), progress=False))
+    assert df["split"].value_counts().to_dict() == {"train": 4, "test": 2, "val": 2}
+
+
+def test_corrupt_and_missing_videos_are_listed_not_fatal(tmp_path, tiny_video):
+    for c in ("a", "b"):
+        for k in range(4):
+            _put(tmp_path, f"{c}/{c}_{k}.mp4", tiny_video)
+    (tmp_path / "a" / "a_0.mp4").write_bytes(b"not a video" * 50)
+    (tmp_path / "b" / "b_0.mp4").write_bytes(tiny_video[: len(tiny_video) // 3])  # truncated
+    (tmp_path / "b" / "b_1.mp4").write_bytes(b"")
+    df = load_manifest(build_manifest(_cfg(tmp_path, "folder"), progress=False))
+    bad = df[df["error"] != ""]
+    assert set(bad["path"]) == {"a/a_0.mp4", "b/b_0.mp4", "b/b_1.mp4"}
+    assert (bad["split"] == "excluded").all()
+    line = summarize(df)
+    assert "3 unreadable" in line and "a/a_0.mp4" in line
+
+
+def test_ensure_manifest_reuses_and_recarves(tmp_path, tiny_video):
+    for c in ("a", "b"):
+        for k in range(6):
+            _put(tmp_path, f"{c}/{c}_g{k:02d}_c01.mp4", tiny_video)
+    cfg = _cfg(tmp_path, "folder", val_fraction=0.2)
+    path = ensure_manifest(cfg, progress=False)
+    stamp = path.stat().st_mtime_ns
+    assert ensure_manifest(cfg, progress=False) == path and path.stat().st_mtime_ns == stamp
+    cfg.val_fraction = 0.4
+    ensure_manifest(cfg, progress=False)
+    assert path.stat().st_mtime_ns != stamp, "other split settings -> re-carved"
+    assert load_manifest(path).attrs["val_fraction"] == 0.4
+
+
+def test_ensure_manifest_synthesises_when_empty(tmp_path):
+    from harp.config.schema import SynthConfig
+
+    synth = SynthConfig(num_classes=2, clips_per_class=3, min_size=32, max_size=32, min_frames=8, max_frames=10)
+    cfg = DataConfig(root=str(tmp_path / "demo"), probe_workers=1, synth=synth)
+    df = load_manifest(ensure_manifest(cfg, progress=False))
+    assert class_names(df) == ["move_left", "move_right"] and len(df) == 6
+    assert len(list((tmp_path / "demo").glob("*/*.mp4"))) == 6
