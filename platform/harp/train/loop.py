@@ -245,7 +245,7 @@ def resolve_run(cfg: HarpConfig, num_classes: int | None = None) -> RunData:
     from harp.data.manifest import class_names, ensure_manifest, load_manifest
     from harp.models import resolve
 
-    names = class_names(load_manifest(ensure_manifest(cfg.data)))
+    names = class_names(load_manifest(ensure_manifest(cfg.data, progress=False)))
     if num_classes is not None and num_classes != len(names):
         raise HarpError(f"the model has {num_classes} classes but the data set has {len(names)}; check data.* against the checkpoint")
     model_cfg = model_config(cfg)
@@ -279,22 +279,14 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def batch_clip(batch: Mapping[str, Any]) -> torch.Tensor:
-    return batch["clip"]
-
-
 def batch_failed(batch: Mapping[str, Any]) -> list[str]:
+    """The paths of files that failed to decode for this batch (``;``-joined per sample)."""
     failed = batch.get("failed")
-    if failed is None:
+    if not failed:
         return []
-    if isinstance(failed, str):
-        failed = [failed]
-    out: list[str] = []
-    for item in failed:
-        if not item:
-            continue
-        out.extend(part for part in str(item).split("\n") if part)
-    return out
+    from harp.data.loader import failed_paths
+
+    return failed_paths([failed] if isinstance(failed, str) else failed)
 
 
 def batch_skipped(batch: Mapping[str, Any]) -> int:
@@ -309,7 +301,7 @@ def forward_views(model: nn.Module, batch: Mapping[str, Any], device: torch.devi
 
     The loader yields uint8 clips; normalisation happens here, on the device.
     """
-    clip = batch_clip(batch).to(device, non_blocking=True)
+    clip = batch["video"].to(device, non_blocking=True)
     labels = torch.as_tensor(batch["label"]).to(device, non_blocking=True).long().view(-1)
     x = model_input(clip, mean, std)
     logits = model(x)
@@ -373,19 +365,10 @@ def micro_batch_size(cfg: HarpConfig, world_size: int) -> int:
 
 
 def check_skip_budget(skipped: int, seen: int, max_fraction: float, failed_paths: list[str]) -> None:
-    """The data pipeline's check (harp.data), found where it lives."""
-    import importlib
+    """The data pipeline's bad-file budget: HarpError naming the files past data.max_bad_fraction."""
+    from harp.data.loader import check_skip_budget as check
 
-    for module_name in ("harp.data.loader", "harp.data.dataset", "harp.data"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        check = getattr(module, "check_skip_budget", None)
-        if check is not None:
-            return check(skipped, seen, max_fraction, failed_paths)
-    if seen and skipped / seen > max_fraction:  # pragma: no cover - the data pipeline provides the check
-        raise HarpError(f"{skipped} of {seen} clips failed to decode (> data.max_bad_fraction={max_fraction}): {', '.join(failed_paths[:10])}")
+    check(skipped, seen, max_fraction, failed_paths)
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,7 +432,7 @@ def train_loop(cfg: HarpConfig, session: TrainSession) -> list[dict[str, float]]
             counts.add(**val)
         totals = counts.reduce(device)
         failed = all_gather_strings(train["failed"] + val_failed)
-        seen = totals["clips"] + totals["skipped"] + totals.get("val_clips", 0.0) + totals.get("val_skipped", 0.0)
+        seen = totals["clips"] + totals.get("val_clips", 0.0)
         skipped = totals["skipped"] + totals.get("val_skipped", 0.0)
         check_skip_budget(int(skipped), int(seen), cfg.data.max_bad_fraction, failed)
 

@@ -1,0 +1,149 @@
+"""Run the loop data-parallel on Ray Train (V2): ``run_torch_trainer(cfg, ...) -> ray.train.Result``.
+
+One ``TorchTrainer`` per run: ``train.num_workers`` workers, DDP over gloo on CPU and NCCL on
+GPU, each worker running ``harp.train.loop.train_loop`` with a ``RayTrainSession``. The run keeps
+the best checkpoints by the sweep metric (``CheckpointConfig`` num_to_keep + score attribute:
+with recency-only retention the best one may already be deleted), and fails after a FINITE
+number of worker and controller failures (Ray's ``controller_failure_limit`` defaults to
+unlimited, and worker-group start-up timeouts count against it: a run that can never get its GPUs
+would retry forever).
+
+Starting a TorchTrainer costs ~20 s on 2 cores: single-worker runs should use the loop in-process
+(``LocalSession`` / ``TuneSession``) instead; ``harp train`` and the sweep trainable do.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from harp.config.load import from_dict, to_dict
+from harp.config.schema import HarpConfig
+from harp.errors import HarpError
+
+log = logging.getLogger("harp.train")
+
+DEFAULT_NUM_TO_KEEP = 2
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """Ray Train's per-worker entry point: rebuild the config, run THE loop with a Ray Train session."""
+    from harp.train.loop import RayTrainSession, train_loop
+
+    train_loop(from_dict(config["cfg"]), RayTrainSession())
+
+
+def gpus_available() -> bool:
+    """Whether the Ray cluster this process is connected to (or this machine) has a GPU."""
+    import ray
+
+    if ray.is_initialized():
+        return ray.cluster_resources().get("GPU", 0) > 0
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def scaling_config(cfg: HarpConfig, resources_per_worker: dict[str, float] | None = None):
+    import ray.train
+
+    use_gpu = gpus_available() if cfg.train.use_gpu is None else bool(cfg.train.use_gpu)
+    kwargs: dict[str, Any] = {"num_workers": cfg.train.num_workers, "use_gpu": use_gpu}
+    if resources_per_worker:
+        kwargs["resources_per_worker"] = dict(resources_per_worker)
+    return ray.train.ScalingConfig(**kwargs)
+
+
+def run_torch_trainer(
+    cfg: HarpConfig,
+    *,
+    storage_path: str | Path,
+    name: str,
+    callbacks: Sequence[Any] = (),
+    max_failures: int | None = None,
+    controller_failure_limit: int = 1,
+    num_to_keep: int | None = DEFAULT_NUM_TO_KEEP,
+    resources_per_worker: dict[str, float] | None = None,
+    raise_on_failure: bool = True,
+):
+    """Build and fit the TorchTrainer for ``cfg``; returns the ``ray.train.Result``.
+
+    The run lives in ``storage_path/name``: calling this again with the same name resumes from
+    that run's latest checkpoint (Ray Train V2 restores a run found in its storage).
+    ``max_failures`` defaults to ``sweep.max_failures``; both limits must be finite (>= 0).
+    ``raise_on_failure``: a failed run raises HarpError with Ray's reason (otherwise the Result
+    carries it in ``.error``).
+    """
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from harp.data.manifest import ensure_manifest
+
+    max_failures = cfg.sweep.max_failures if max_failures is None else max_failures
+    if max_failures < 0 or controller_failure_limit < 0:
+        raise HarpError(
+            f"max_failures={max_failures}, controller_failure_limit={controller_failure_limit}: both must be finite (>= 0), "
+            "or a run that can never start (e.g. no free GPU) retries forever"
+        )
+    # Synthesise / index once here, not concurrently in every worker.
+    ensure_manifest(cfg.data, progress=False)
+    scaling = scaling_config(cfg, resources_per_worker)
+    run_config = ray.train.RunConfig(
+        name=name,
+        storage_path=str(storage_path),
+        checkpoint_config=ray.train.CheckpointConfig(
+            num_to_keep=num_to_keep,
+            checkpoint_score_attribute=cfg.sweep.metric,
+            checkpoint_score_order=cfg.sweep.mode,
+        ),
+        failure_config=ray.train.FailureConfig(max_failures=max_failures, controller_failure_limit=controller_failure_limit),
+        callbacks=list(callbacks) or None,
+    )
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={"cfg": to_dict(cfg)},
+        torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
+        scaling_config=scaling,
+        run_config=run_config,
+    )
+    log.info("starting a TorchTrainer with %d workers (%s) in %s/%s", cfg.train.num_workers, "GPU" if scaling.use_gpu else "CPU", storage_path, name)
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # ray.train.TrainingFailedError and friends
+        if raise_on_failure:
+            raise HarpError(f"training run {name} failed: {_reason(exc)}") from exc
+        raise
+    if raise_on_failure and getattr(result, "error", None) is not None:
+        raise HarpError(f"training run {name} failed: {_reason(result.error)}")
+    return result
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost useful line of a Ray failure (the worker's own exception when there is one)."""
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    last = exc
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        last = node
+        node = node.__cause__ or node.__context__
+    text = str(last).strip().splitlines()
+    lines = [line for line in text if line.strip()]
+    for line in reversed(lines):
+        if "HarpError" in line or "Error" in line:
+            return line.strip()
+    return lines[-1].strip() if lines else type(last).__name__
+
+
+def best_checkpoint(result_or_path: Any, metric: str, mode: str) -> Path | None:
+    """The best checkpoint directory of a Train run (by ``metric``/``mode``), not its latest.
+
+    Accepts a ``ray.train.Result`` or the run's directory (``storage_path/name``).
+    """
+    import ray.train
+
+    result = result_or_path
+    if isinstance(result_or_path, (str, Path)):
+        result = ray.train.Result.from_path(str(result_or_path))
+    checkpoint = result.get_best_checkpoint(metric, mode)
+    return Path(checkpoint.path) if checkpoint is not None else None
