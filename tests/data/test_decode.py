@@ -20,14 +20,15 @@ def video(tmp_path_factory):
 
 
 @pytest.mark.parametrize("backend", ["decord", "pyav"])
-def test_sparse_reads_equal_decoding_everything(video, backend):
+@pytest.mark.parametrize("gop", [None, 30.0, 90.0])
+def test_sparse_reads_equal_decoding_everything(video, backend, gop):
     full = decode_all(video, backend)
     assert full.shape == (90, 64, 64, 3)
     decoder = FrameDecoder(backend, timeout_s=10)
     rng = np.random.default_rng(0)
     for _ in range(6):
         idx = rng.integers(0, 90, size=8)  # any order, repeats allowed
-        assert np.array_equal(decoder.read(video, idx, expected_frames=90), full[idx])
+        assert np.array_equal(decoder.read(video, idx, expected_frames=90, keyframe_interval=gop), full[idx])
     assert decoder.read(video, [5, 80], size=(24, 24)).shape == (2, 24, 24, 3)
 
 
@@ -43,6 +44,13 @@ def test_decord_bad_widths_go_to_pyav(tmp_path):
     assert np.array_equal(frames, decode_all(path, "pyav")[[0, 5, 11]])
     decoder.read(path, [1], expected_frames=12)
     assert decoder.fallbacks == 1, "the refused size goes straight to PyAV"
+
+
+def test_probe_counts_frames_and_keyframes(video):
+    from harp.data.probe import probe_video
+
+    probe = probe_video(video)
+    assert probe["frames"] == 90 and 15 <= probe["keyframe_interval"] <= 30 and probe["fps"] == 25 and probe["error"] == ""
 
 
 def test_backends_agree(video):

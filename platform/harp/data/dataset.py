@@ -47,6 +47,7 @@ class VideoClipDataset(Dataset):
         widths: Sequence[int],
         heights: Sequence[int],
         *,
+        keyframe_intervals: Sequence[float] | None = None,
         root: str | os.PathLike,
         frames: int,
         frame_size: int,
@@ -79,6 +80,7 @@ class VideoClipDataset(Dataset):
         self.num_frames = np.asarray(num_frames_per_video, dtype=np.int64)
         self.widths = np.asarray(widths, dtype=np.int64)
         self.heights = np.asarray(heights, dtype=np.int64)
+        self.keyframe_intervals = np.asarray(keyframe_intervals if keyframe_intervals is not None else np.zeros(len(paths)), dtype=np.float64)
         self.root = Path(root)
         self.frames, self.frame_size, self.train = int(frames), int(frame_size), bool(train)
         self.method = method
@@ -150,12 +152,13 @@ class VideoClipDataset(Dataset):
             raise DecodeError(f"{self.path(video)} has no frames")
         size = output_size(int(self.widths[video]), int(self.heights[video]), self.decode_short)
         decoder = self.decoder()
+        hints = {"size": size, "expected_frames": n, "keyframe_interval": float(self.keyframe_intervals[video]) or None}
         if self.short_video == "augment" and n < self.needed:
             # 001: lengthen the whole (short) video first, then sample from the longer sequence.
-            pool = augment_short(decoder.read(self.path(video), np.arange(n), size=size, expected_frames=n), self.needed)
+            pool = augment_short(decoder.read(self.path(video), np.arange(n), **hints), self.needed)
             return pool[self._indices(len(pool), rng, clip)]
         idx = self._indices(n, rng, clip)
-        frames = decoder.read(self.path(video), idx.reshape(-1), size=size, expected_frames=n)
+        frames = decoder.read(self.path(video), idx.reshape(-1), **hints)
         return frames.reshape(*idx.shape, *frames.shape[1:])
 
     def __getitem__(self, item: int) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from harp.errors import HarpError
 log = logging.getLogger("harp.data")
 
 MAX_DECORD_HANGS = 2
-SEEK_GAP = 48  # PyAV seeks (to the keyframe before) when the next wanted frame is this far ahead
+SEEK_GAP = 48  # PyAV seeks when the next wanted frame is this far ahead and the keyframe interval is unknown
 
 
 class DecodeError(HarpError):
@@ -48,7 +48,7 @@ def output_size(width: int, height: int, short_side: int | None) -> tuple[int, i
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _decord_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expected: int | None) -> np.ndarray:
+def _decord_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expected: int | None, gop: float | None = None) -> np.ndarray:
     import decord
 
     w, h = size if size else (-1, -1)
@@ -72,8 +72,13 @@ def _checked(frames: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return frames
 
 
-def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expected: int | None) -> np.ndarray:
+def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expected: int | None, gop: float | None = None) -> np.ndarray:
+    """Decode forward, seeking only when the next wanted frame is more than a keyframe interval
+    ahead (a seek restarts decoding at the keyframe before the target, so on a video with one
+    keyframe every 250 frames it would re-decode what was just decoded)."""
     import av
+
+    gap = max(int(gop), 8) if gop else SEEK_GAP
 
     out: list[np.ndarray] = []
     kwargs = {"format": "rgb24"}
@@ -91,7 +96,7 @@ def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expe
         i = 0
         while i < len(wanted):
             target = int(wanted[i])
-            if target - pos > SEEK_GAP or pos < 0 and target > SEEK_GAP:
+            if target - pos > gap or pos < 0 and target > gap:
                 container.seek(int(start + target / fps / tb), stream=stream, backward=True, any_frame=False)
                 pos = -1
             progressed = False
@@ -106,7 +111,7 @@ def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expe
                 while i < len(wanted) and int(wanted[i]) <= idx:  # nearest frame at or after each wanted index
                     out.append(image)
                     i += 1
-                if i >= len(wanted) or int(wanted[i]) - idx > SEEK_GAP:
+                if i >= len(wanted) or int(wanted[i]) - idx > gap:
                     break
             if not progressed or (i < len(wanted) and int(wanted[i]) <= pos):
                 break  # end of stream
@@ -118,7 +123,7 @@ def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expe
     return np.stack(out)
 
 
-READERS: dict[str, Callable[[str, np.ndarray, tuple[int, int] | None, int | None], np.ndarray]] = {
+READERS: dict[str, Callable[[str, np.ndarray, tuple[int, int] | None, int | None, float | None], np.ndarray]] = {
     "decord": _decord_read,
     "pyav": _pyav_read,
 }
@@ -160,8 +165,12 @@ class FrameDecoder:
         *,
         size: tuple[int, int] | None = None,
         expected_frames: int | None = None,
+        keyframe_interval: float | None = None,
     ) -> np.ndarray:
-        """uint8 (len(indices), H, W, 3) for any indices (repeats and any order allowed)."""
+        """uint8 (len(indices), H, W, 3) for any indices (repeats and any order allowed).
+
+        ``size`` is the (width, height) to decode at; ``expected_frames`` and ``keyframe_interval``
+        come from the probe (manifest) and guard against over-reporting containers / pick seeks."""
         if os.getpid() != self.pid:
             raise HarpError("a FrameDecoder was shared across processes; create one per DataLoader worker")
         path = str(path)
@@ -176,33 +185,33 @@ class FrameDecoder:
         if backend == "decord" and (self.decord_hangs >= MAX_DECORD_HANGS or key in self._decord_refused):
             backend = "pyav"
         try:
-            frames = self._run(READERS[backend], path, wanted, size, expected_frames)
+            frames = self._run(READERS[backend], path, wanted, size, expected_frames, keyframe_interval)
         except FutureTimeout:
             if backend == "decord":
                 self.decord_hangs += 1
                 log.warning("decord did not finish %s within %.0f s (hang %d); decoding it with PyAV", path, self.timeout_s, self.decord_hangs)
             else:
                 raise DecodeError(f"decoding took longer than {self.timeout_s:.0f} s: {path}") from None
-            frames = self._fallback(path, wanted, size, expected_frames)
+            frames = self._fallback(path, wanted, size, expected_frames, keyframe_interval)
         except DecodeError as exc:
             if backend != "decord" or not self.fallback:
                 raise
             log.info("decord: %s (%s); decoding with PyAV", exc, path)
             self._decord_refused.add(key)
-            frames = self._fallback(path, wanted, size, expected_frames)
+            frames = self._fallback(path, wanted, size, expected_frames, keyframe_interval)
         except Exception as exc:  # noqa: BLE001 - decord/PyAV raise many types on a broken file
             if backend != "decord" or not self.fallback:
                 raise DecodeError(f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]} ({path})") from exc
             self._decord_refused.add(key)
-            frames = self._fallback(path, wanted, size, expected_frames)
+            frames = self._fallback(path, wanted, size, expected_frames, keyframe_interval)
         if len(frames) != len(wanted):
             raise DecodeError(f"got {len(frames)} of {len(wanted)} frames from {path}")
         return frames[inverse]
 
-    def _fallback(self, path: str, wanted: np.ndarray, size: tuple[int, int] | None, expected: int | None) -> np.ndarray:
+    def _fallback(self, path: str, wanted: np.ndarray, size: tuple[int, int] | None, expected: int | None, gop: float | None) -> np.ndarray:
         self.fallbacks += 1
         try:
-            return self._run(_pyav_read, path, wanted, size, expected)
+            return self._run(_pyav_read, path, wanted, size, expected, gop)
         except FutureTimeout:
             raise DecodeError(f"decoding took longer than {self.timeout_s:.0f} s: {path}") from None
         except DecodeError:

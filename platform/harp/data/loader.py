@@ -72,6 +72,7 @@ def build_dataset(
         part["frames"].tolist(),
         part["width"].tolist(),
         part["height"].tolist(),
+        keyframe_intervals=part["keyframe_interval"].tolist(),
         root=root,
         frames=cfg.sampling.num_frames or frames,
         frame_size=frame_size,

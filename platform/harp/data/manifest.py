@@ -3,7 +3,7 @@ parallel, carve the splits, write with pyarrow.
 
 One row per video: ``path`` (relative to the data root), ``label``, ``label_index``, ``split``
 (train / val / test; ``excluded`` for videos that failed the probe), ``official_split`` (what the
-annotations said), ``group``, ``frames``, ``header_frames``, ``fps``, ``width``, ``height``,
+annotations said), ``group``, ``frames``, ``header_frames``, ``keyframe_interval``, ``fps``, ``width``, ``height``,
 ``duration``, ``size_bytes`` and ``error`` (the probe error; empty when the video is usable).
 Unreadable videos are listed with their error and counted in the summary line, never a crash.
 
@@ -31,7 +31,7 @@ log = logging.getLogger("harp.data")
 
 MANIFEST_COLUMNS = (
     "path", "label", "label_index", "split", "official_split", "group",
-    "frames", "header_frames", "fps", "width", "height", "duration", "size_bytes", "error",
+    "frames", "header_frames", "keyframe_interval", "fps", "width", "height", "duration", "size_bytes", "error",
 )  # fmt: skip
 SPLITS = ("train", "val", "test")
 _SETTINGS = ("format", "split", "val_fraction", "val_strategy", "test_fraction", "seed", "annotations")
@@ -90,7 +90,11 @@ def _previous_probes(path: Path) -> dict[str, dict[str, Any]]:
         old = load_manifest(path)
     except Exception:  # noqa: BLE001 - an unreadable old manifest is just no cache
         return {}
-    cols = ["frames", "header_frames", "fps", "width", "height", "duration", "size_bytes", "error"]
+    from harp.data.probe import PROBE_COLUMNS
+
+    cols = list(PROBE_COLUMNS)
+    if not set(cols) <= set(old.columns):
+        return {}
     return {rec["path"]: {c: rec[c] for c in cols} for rec in old[["path", *cols]].to_dict("records")}
 
 
@@ -145,7 +149,7 @@ def index_dataset(cfg: DataConfig, *, progress: bool = True, cache: dict[str, di
     df = df[list(MANIFEST_COLUMNS)]
     for col in ("frames", "header_frames", "width", "height", "size_bytes"):
         df[col] = df[col].astype("int64")
-    for col in ("fps", "duration"):
+    for col in ("fps", "duration", "keyframe_interval"):
         df[col] = df[col].astype("float64")
     df.attrs.update({"root": str(root.resolve()), "classes": classes, **_settings(cfg), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return df
@@ -188,6 +192,9 @@ def summarize(df: pd.DataFrame) -> str:
     if len(bad):
         shown = "; ".join(f"{p} ({e})" for p, e in zip(bad["path"].head(3), bad["error"].head(3)))
         line += f" (excluded from splits, listed in the manifest's error column): {shown}{' ...' if len(bad) > 3 else ''}"
+    gop = df.loc[df["error"] == "", "keyframe_interval"].median()
+    if gop > 50:
+        line += f"; keyframes every {gop:.0f} frames (median): `harp data prepare` makes sparse sampling faster"
     return line
 
 

@@ -75,8 +75,9 @@ def transcode(src: str, dst: str, short_side: int, fps: float | None = None, gop
         os.replace(tmp, dst_path)
     except Exception as exc:  # noqa: BLE001 - any failure is reported per file, never a crash
         tmp.unlink(missing_ok=True)
-        return {"frames": 0, "header_frames": 0, "fps": 0.0, "width": 0, "height": 0, "duration": 0.0, "size_bytes": 0,
-                "error": f"transcode failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}  # fmt: skip
+        from harp.data.probe import failed_probe
+
+        return failed_probe(f"transcode failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
     return probe_video(dst_path)
 
 
@@ -99,6 +100,7 @@ def prepare_dataset(
     from tqdm import tqdm
 
     from harp.data.manifest import ensure_manifest, load_manifest, manifest_path, summarize, write_manifest
+    from harp.data.probe import PROBE_COLUMNS
 
     out_root = Path(output)
     if out_root.resolve() == Path(cfg.root).resolve():
@@ -121,7 +123,7 @@ def prepare_dataset(
                     results.append(result)
                     bar.update()
     attrs = dict(df.attrs)
-    for col in ("frames", "header_frames", "fps", "width", "height", "duration", "size_bytes", "error"):
+    for col in PROBE_COLUMNS:
         df[col] = [r[col] for r in results]
     df["path"] = new_paths
     df.loc[df["error"] != "", "split"] = "excluded"

@@ -2,7 +2,9 @@
 
 The frame count is the number of video packets (demuxed, not decoded: fast), not the container
 header's claim, because a header that over-reports its frame count is what makes decord hang;
-the header's number is kept as ``header_frames`` so the two can be compared. The first frame is
+the header's number is kept as ``header_frames`` so the two can be compared. The mean keyframe
+interval (``keyframe_interval``, frames per keyframe) tells the PyAV reader when seeking pays off
+and tells users when ``harp data prepare`` would (long intervals seek slowly). The first frame is
 decoded too, so a file that opens but does not decode is caught at index time, not in a sweep.
 """
 from __future__ import annotations
@@ -11,13 +13,14 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Sequence
 
-PROBE_COLUMNS = ("frames", "header_frames", "fps", "width", "height", "duration", "size_bytes", "error")
+PROBE_COLUMNS = ("frames", "header_frames", "keyframe_interval", "fps", "width", "height", "duration", "size_bytes", "error")
 
 
-def _empty(error: str, size_bytes: int = 0) -> dict[str, Any]:
+def failed_probe(error: str, size_bytes: int = 0) -> dict[str, Any]:
     return {
         "frames": 0,
         "header_frames": 0,
+        "keyframe_interval": 0.0,
         "fps": 0.0,
         "width": 0,
         "height": 0,
@@ -35,13 +38,13 @@ def probe_video(path: str | os.PathLike) -> dict[str, Any]:
     try:
         size_bytes = os.path.getsize(path)
     except OSError as exc:
-        return _empty(f"cannot read file: {exc.strerror or exc}")
+        return failed_probe(f"cannot read file: {exc.strerror or exc}")
     if size_bytes == 0:
-        return _empty("empty file", 0)
+        return failed_probe("empty file", 0)
     try:
         with av.open(path) as container:
             if not container.streams.video:
-                return _empty("no video stream", size_bytes)
+                return failed_probe("no video stream", size_bytes)
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             fps = float(rate) if rate else 0.0
@@ -49,20 +52,25 @@ def probe_video(path: str | os.PathLike) -> dict[str, Any]:
             width, height = int(stream.codec_context.width), int(stream.codec_context.height)
             first = next(container.decode(stream), None)
             if first is None:
-                return _empty("no decodable frame", size_bytes)
+                return failed_probe("no decodable frame", size_bytes)
             width, height = first.width, first.height
             container.seek(0)
-            frames = sum(1 for packet in container.demux(stream) if packet.size)
+            frames = keyframes = 0
+            for packet in container.demux(stream):
+                if packet.size:
+                    frames += 1
+                    keyframes += bool(packet.is_keyframe)
     except (av.FFmpegError, OSError, ValueError, StopIteration, RuntimeError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
-        return _empty(f"{type(exc).__name__}: {message}"[:300], size_bytes)
+        return failed_probe(f"{type(exc).__name__}: {message}"[:300], size_bytes)
     if frames <= 0:
-        return _empty("no video frames", size_bytes)
+        return failed_probe("no video frames", size_bytes)
     if fps <= 0:
         fps = 25.0
     return {
         "frames": frames,
         "header_frames": header,
+        "keyframe_interval": frames / max(keyframes, 1),
         "fps": fps,
         "width": width,
         "height": height,

@@ -1,0 +1,212 @@
+"""Data pipeline benchmark: clips/s per CPU core for each sampler, decord vs PyAV, original vs
+prepared videos, against the naive way (decode the whole video, then pick frames); and the
+loader's resident memory over several epochs (it must stay flat).
+
+Videos are synthetic but UCF101-sized: 320x240, 25 fps, 7 s (175 frames). "original" mimics the
+official UCF101 files: MPEG-4 part 2 (XviD-like) in .avi with a long keyframe interval (250);
+"prepared" is the output of ``harp data prepare`` (CFR H.264 .mp4, keyframe every 16 frames) at
+the original 240 px short side, and at 128 px. Every measurement runs in this one process with one
+decode thread, so clips/s is per core.
+
+    .venv/bin/python bench/data.py            # full table (~2-3 minutes on 2 cores)
+    .venv/bin/python bench/data.py --quick    # fewer videos and shorter timings
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from harp.config.schema import SAMPLING_METHODS
+from harp.data.decode import FrameDecoder, decode_all
+from harp.data.prepare import transcode
+from harp.data.probe import probe_video
+from harp.data.sampling import SamplingParams, sample
+from harp.data.synthetic import render_clip
+
+WIDTH, HEIGHT, FPS, FRAMES = 320, 240, 25, 175
+# Sampler settings of the papers: 8 frames (1/8 stride for uniform, every 3rd for 000's
+# segment_stride), multi_clip = 003's 5 clips (here of 8 frames: 40 frames per sample).
+PARAMS = {
+    "uniform": SamplingParams(num_frames=8, interval=8),
+    "equidistant": SamplingParams(num_frames=8),
+    "random": SamplingParams(num_frames=8),
+    "dense": SamplingParams(num_frames=8),
+    "multi_clip": SamplingParams(num_frames=8, num_clips=5),
+    "segment_stride": SamplingParams(num_frames=8, interval=3),
+}
+
+
+def write_original(path: Path, frames: np.ndarray) -> None:
+    """MPEG-4 part 2 in AVI, long GOP: like the official UCF101/HMDB51 files."""
+    import av
+
+    with av.open(str(path), mode="w", format="avi") as container:
+        stream = container.add_stream("mpeg4", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.bit_rate = 600_000
+        stream.options = {"g": "250", "threads": "1"}
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def make_videos(root: Path, count: int) -> dict[str, list[Path]]:
+    """``count`` originals (two classes) and their prepared copies at 240 and 128 px."""
+    sources: dict[str, list[Path]] = {"original": [], "prepared240": [], "prepared128": []}
+    for i in range(count):
+        name = ("move_left", "move_right")[i % 2]
+        small = render_clip(name, np.random.default_rng([42, i]), 120, FRAMES)
+        big = small.repeat(2, axis=1).repeat(2, axis=2)  # 240 x 240
+        frames = np.ascontiguousarray(np.concatenate([big, big[:, :, : WIDTH - HEIGHT]], axis=2))  # 240 x 320
+        orig = root / "original" / name / f"v_{name}_g{i:02d}_c01.avi"
+        orig.parent.mkdir(parents=True, exist_ok=True)
+        write_original(orig, frames)
+        sources["original"].append(orig)
+        for short in (240, 128):
+            dst = root / f"prepared{short}" / name / f"v_{name}_g{i:02d}_c01.mp4"
+            result = transcode(str(orig), str(dst), short, None, 16, 23)
+            assert not result["error"], result["error"]
+            sources[f"prepared{short}"].append(dst)
+    return sources
+
+
+def rate(fn, videos: list[Path], min_seconds: float) -> float:
+    """Clips per second of ``fn(path, k)`` cycling over the videos for at least min_seconds."""
+    fn(videos[0], 0)  # warm-up (imports, first open)
+    done, start, k = 0, time.perf_counter(), 0
+    while True:
+        fn(videos[k % len(videos)], k)
+        done, k = done + 1, k + 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds and done >= len(videos):
+            return done / elapsed
+
+
+def bench_decode(sources: dict[str, list[Path]], min_seconds: float) -> list[dict]:
+    rows = []
+    probes = {str(p): probe_video(p) for paths in sources.values() for p in paths}
+    for source, videos in sources.items():
+        for backend in ("decord", "pyav"):
+            decoder = FrameDecoder(backend, timeout_s=30, fallback=False)
+            naive = rate(lambda p, k: decode_all(p, backend)[:8], videos, min_seconds)
+            for method in SAMPLING_METHODS:
+                params = PARAMS[method]
+
+                def read(path: Path, k: int) -> None:
+                    probe = probes[str(path)]
+                    n = probe["frames"]
+                    idx = sample(method, n, np.random.default_rng(k), params)
+                    decoder.read(path, idx.reshape(-1), expected_frames=n, keyframe_interval=probe["keyframe_interval"])
+
+                clips = rate(read, videos, min_seconds)
+                rows.append({"sampler": method, "source": source, "backend": backend, "clips_s": clips, "naive_s": naive, "fallbacks": decoder.fallbacks})
+                print(f"  {source:12s} {backend:6s} {method:15s} {clips:7.1f} clips/s (naive {naive:5.1f})", file=sys.stderr, flush=True)
+    return rows
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return kids
+
+
+def bench_memory(root: Path, epochs: int, workers: int) -> list[tuple[int, float, float, float]]:
+    """(epoch, main RSS MB, workers' RSS MB, clips/s) over several epochs of the real loader."""
+    import torch
+
+    from harp.config import load_config
+    from harp.data.loader import build_dataset, build_loader
+
+    folder = root / "prepared240"
+    cfg = load_config(["data=folder", f"data.root={folder}", "data.val_fraction=0", "data.test_fraction=0.01",
+                       "data.probe_workers=1", "sampling.method=uniform", "sampling.interval=4"])  # fmt: skip
+    dataset = build_dataset(cfg, "train", True, frames=8, frame_size=112)
+    # Many passes over the few videos per "epoch", so each epoch decodes a few hundred clips.
+    repeat = max(1, 240 // len(dataset))
+    indices = list(range(len(dataset))) * repeat
+    subset = torch.utils.data.Subset(dataset, indices)
+    loader = build_loader(subset, 8, shuffle=True, num_workers=workers)
+    rows = []
+    for epoch in range(1, epochs + 1):
+        start, n = time.perf_counter(), 0
+        for batch in loader:
+            n += len(batch["label"])
+        dt = time.perf_counter() - start
+        kids = _children(os.getpid())
+        rows.append((epoch, _rss_mb(os.getpid()), sum(_rss_mb(k) for k in kids), n / dt))
+        print(f"  epoch {epoch}: main {rows[-1][1]:.0f} MB, workers {rows[-1][2]:.0f} MB, {rows[-1][3]:.0f} clips/s", file=sys.stderr, flush=True)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="4 videos, 0.4 s per cell, 3 epochs")
+    parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=1.0, help="minimum seconds per measurement")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--workers", type=int, default=2, help="loader workers for the memory run")
+    parser.add_argument("--keep", help="keep the generated videos in this folder")
+    args = parser.parse_args()
+    if args.quick:
+        args.videos, args.seconds, args.epochs = 4, 0.4, 3
+    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="harp-bench-data-"))
+    try:
+        t0 = time.perf_counter()
+        sources = make_videos(root, args.videos)
+        sizes = {k: np.mean([p.stat().st_size for p in v]) / 1e3 for k, v in sources.items()}
+        print(f"made {args.videos} videos of {WIDTH}x{HEIGHT}, {FPS} fps, {FRAMES} frames in {time.perf_counter() - t0:.0f} s "
+              f"(mean size: " + ", ".join(f"{k} {v:.0f} KB" for k, v in sizes.items()) + ")")  # fmt: skip
+        rows = bench_decode(sources, args.seconds)
+        print()
+        print("clips/s per CPU core (one process, one decode thread); naive = decode the whole video, then pick")
+        print()
+        header = "| sampler | source | decord | PyAV | decord naive | PyAV naive | decord / naive | PyAV / naive |"
+        print(header)
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for source in sources:
+            for method in SAMPLING_METHODS:
+                d = next(r for r in rows if r["source"] == source and r["backend"] == "decord" and r["sampler"] == method)
+                p = next(r for r in rows if r["source"] == source and r["backend"] == "pyav" and r["sampler"] == method)
+                print(f"| {method} | {source} | {d['clips_s']:.1f} | {p['clips_s']:.1f} | {d['naive_s']:.1f} | {p['naive_s']:.1f} "
+                      f"| {d['clips_s'] / d['naive_s']:.1f}x | {p['clips_s'] / p['naive_s']:.1f}x |")  # fmt: skip
+        print()
+        mem = bench_memory(root, args.epochs, args.workers)
+        print(f"loader resident memory over {args.epochs} epochs ({args.workers} workers, uniform 8x4, 112 px, prepared240):")
+        print()
+        print("| epoch | main RSS MB | workers RSS MB | clips/s |")
+        print("|---:|---:|---:|---:|")
+        for epoch, main_mb, workers_mb, speed in mem:
+            print(f"| {epoch} | {main_mb:.0f} | {workers_mb:.0f} | {speed:.0f} |")
+        growth = (mem[-1][1] + mem[-1][2]) - (mem[1][1] + mem[1][2]) if len(mem) > 1 else 0.0
+        print(f"\ntotal RSS change from epoch 2 to epoch {len(mem)}: {growth:+.0f} MB")
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
