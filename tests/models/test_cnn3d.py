@@ -69,3 +69,48 @@ def test_cnn3d_attention_any_clip_size_and_unknown_option():
     assert model(_clip(b=3, t=5, s=40)).shape == (3, 2)
     with pytest.raises(ConfigError, match="channels, kernel"):
         build_model(ModelConfig(family="cnn3d_attention", num_classes=2, options={"chanels": 8}))
+
+
+# --------------------------------------------------------------------------- c3d
+
+
+def test_c3d_is_the_papers_network():
+    from harp.models.c3d import C3D_CHANNELS
+
+    model = build_model(ModelConfig(family="c3d", size="base", num_classes=101))
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 256, 512, 512, 512, 512] == list(C3D_CHANNELS)
+    assert all(c.kernel_size == (3, 3, 3) and c.stride == (1, 1, 1) and c.padding == (1, 1, 1) for c in convs)
+    assert (model.fc6.in_features, model.fc6.out_features, model.fc7.out_features) == (8192, 4096, 4096)
+    # Parameters by hand: 8 convs (27 * in * out + out), fc6 (8192 -> 4096), fc7, fc8 (-> 101).
+    widths = (3, *C3D_CHANNELS)
+    expected = sum(27 * a * b + b for a, b in zip(widths, widths[1:])) + (8192 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 101 + 101)
+    assert sum(p.numel() for p in model.parameters()) == expected == 78_409_573
+
+
+def test_c3d_pools_1x2x2_first_then_2x2x2():
+    # Same pooling schedule at any width: record the input of each conv on a 16x112 clip.
+    model = build_model(ModelConfig(family="c3d", size="base", num_classes=5, options={"width": 0.125})).eval()
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            seen[name] = tuple(inputs[0].shape[2:])
+
+        return hook
+
+    for name in ("conv1", "conv2", "conv3a", "conv4a", "conv5a"):
+        getattr(model, name).register_forward_hook(record(name))
+    with torch.no_grad():
+        pool5 = model.conv_features(torch.randn(1, 3, 16, 112, 112))
+    assert seen == {
+        "conv1": (16, 112, 112),
+        "conv2": (16, 56, 56),  # pool1 is 1x2x2: time is kept
+        "conv3a": (8, 28, 28),
+        "conv4a": (4, 14, 14),
+        "conv5a": (2, 7, 7),
+    }
+    assert pool5.shape == (1, 64, 1, 4, 4)  # pool5 pads H, W by one: 7x7 -> 4x4, 512 x 16 = 8192 at full width
+    # Short or small clips still run (pools never exceed what is left of a dimension).
+    small = build_model(ModelConfig(family="c3d", size="tiny", num_classes=3, frames=5, frame_size=24))
+    assert small(torch.randn(2, 3, 5, 24, 24)).shape == (2, 3)

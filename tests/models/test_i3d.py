@@ -1,0 +1,140 @@
+"""I3D: inflation reproduces the 2D network on a static clip; non-local blocks are the identity at init."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from harp.config.schema import ModelConfig
+from harp.models import build_model, get_family
+from harp.models.i3d import I3DResNet, NonLocalBlock
+from harp.models.inflate import convert_state_dict, inflate_conv_weight
+from harp.models.resnet2d import build_resnet2d
+
+
+def _randomise_norms(model: torch.nn.Module, seed: int = 0) -> None:
+    """Non-trivial BN statistics and affines, so eval-mode features depend on every copied tensor."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+            n = m.num_features
+            m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+            m.weight.data.copy_(0.5 + torch.rand(n, generator=g))
+            m.bias.data.copy_(0.1 * torch.randn(n, generator=g))
+
+
+def test_inflate_conv_weight_repeats_and_divides():
+    w = torch.randn(4, 3, 7, 7)
+    w3 = inflate_conv_weight(w, 5)
+    assert w3.shape == (4, 3, 5, 7, 7)
+    for t in range(5):
+        torch.testing.assert_close(w3[:, :, t], w / 5)
+    torch.testing.assert_close(w3.sum(2), w)  # a constant-in-time input gives the 2D response
+
+
+def test_inflated_resnet50_equals_2d_resnet50_on_a_static_clip():
+    torch.manual_seed(0)
+    width = 0.25
+    net2d = build_resnet2d(50, width=width, num_classes=10)
+    _randomise_norms(net2d)
+    # float64 throughout (the 2D weights too, before inflating): in float32, 50 layers of rounding
+    # (5 taps of w/5 do not sum bit-exactly to w) would blur the comparison; in double the only
+    # difference left is the temporal zero padding.
+    net2d.double().eval()
+    net3d = I3DResNet(num_classes=10, width=width).double().eval()
+    state = convert_state_dict(net2d.state_dict(), "imagenet", net3d)
+    assert state["conv1.weight"].shape == (16, 3, 5, 7, 7)
+    assert state["layer1.1.conv1.weight"].shape == (16, 64, 3, 1, 1)  # inflated 3x1x1
+    assert state["layer1.0.conv2.weight"].shape == (16, 16, 1, 3, 3)
+    result = net3d.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+
+    frame = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    frames = 48
+    clip = frame.unsqueeze(2).expand(1, 3, frames, 64, 64).contiguous()  # one frame repeated
+    with torch.no_grad():
+        f2 = net2d.features(frame)  # (1, 512, 2, 2)
+        f3 = net3d.features(clip)  # (1, 512, 24, 2, 2): pool2 halves time
+        logits2, logits3 = net2d(frame), net3d(clip)
+    assert f3.shape == (1, f2.shape[1], frames // 2, *f2.shape[-2:])
+    # Zero temporal padding reaches inwards by: conv1 (5x: 2 frames) + 3 inflated blocks of layer1
+    # (3) = 5 input frames -> 3 after pool2 (3x, stride 2), + 2 + 3 + 1 inflated blocks of layers
+    # 2-4 = 9 output frames at each end. The frames in between must equal the 2D features.
+    margin = 9
+    inner = f3[:, :, margin : frames // 2 - margin]
+    assert inner.shape[2] == 6
+    for t in range(inner.shape[2]):
+        torch.testing.assert_close(inner[:, :, t], f2, rtol=1e-9, atol=1e-9)
+    # ... while the padded ends do differ (the test would notice a network that ignores time).
+    assert (f3[:, :, 0] - f2).abs().max() > 1e-3
+    # The logits pool over all frames (ends included), so they are only close, not equal.
+    assert (logits3 - logits2).abs().max() < (logits2.abs().max() + 1)
+
+
+def test_imagenet_source_declares_torchvision_resnet50_and_inflation():
+    for family in ("i3d", "i3d_nonlocal"):
+        spec = get_family(family)
+        assert spec.accepts("imagenet") and spec.convert_state_dict is convert_state_dict
+        assert spec.hub_checkpoints["imagenet"].endswith("/resnet50-0676ba61.pth")
+    # Paper-size I3D ResNet-50 for 400 classes: 28.04M parameters (the known I3D-R50 count);
+    # the five non-local blocks add 2 x (4 x 512^2 + ...) + 3 x (4 x 1024^2 + ...) = 7.36M.
+    i3d = build_model(ModelConfig(family="i3d", size="base", num_classes=400))
+    nl = build_model(ModelConfig(family="i3d_nonlocal", size="base", num_classes=400))
+    n_i3d = sum(p.numel() for p in i3d.parameters())
+    assert n_i3d == 28_043_472
+    def nl_params(c):
+        return 3 * (c * c // 2 + c // 2) + (c // 2 * c + c) + 2 * c
+    assert sum(p.numel() for p in nl.parameters()) - n_i3d == 2 * nl_params(512) + 3 * nl_params(1024)
+    inflated = [n for n, m in i3d.named_modules() if isinstance(m, torch.nn.Conv3d) and m.kernel_size == (3, 1, 1)]
+    assert len(inflated) == 3 + 2 + 3 + 1 and i3d.conv1.kernel_size == (5, 7, 7)
+    assert [n for n, m in nl.named_modules() if isinstance(m, NonLocalBlock)] == [
+        "layer2.1.non_local", "layer2.3.non_local", "layer3.1.non_local", "layer3.3.non_local", "layer3.5.non_local"]
+
+
+def test_non_local_block_is_the_identity_at_init():
+    torch.manual_seed(0)
+    block = NonLocalBlock(16)
+    x = torch.randn(2, 16, 4, 6, 6)
+    assert torch.equal(block(x), x)  # training mode (batch statistics)
+    block.eval()
+    assert torch.equal(block(x), x)  # eval mode (running statistics)
+    # ... and it can learn: the zero-initialised norm weight gets a gradient.
+    block.train()
+    (block(x) * torch.randn_like(x)).sum().backward()
+    assert block.bn.weight.grad.abs().sum() > 0
+
+
+def test_non_local_block_is_embedded_gaussian_attention_by_hand():
+    torch.manual_seed(0)
+    c, ci = 8, 4
+    block = NonLocalBlock(c).eval()
+    with torch.no_grad():
+        block.bn.weight.fill_(1.0)
+        for conv in (block.theta, block.phi, block.g, block.W):
+            conv.weight.normal_()
+            conv.bias.normal_()
+    x = torch.randn(2, c, 3, 4, 4)
+    with torch.no_grad():
+        def conv1(conv, t):
+            return torch.einsum("bcthw,oc->bothw", t, conv.weight[:, :, 0, 0, 0]) + conv.bias.view(1, -1, 1, 1, 1)
+        sub = torch.nn.functional.max_pool3d(x, (1, 2, 2))
+        q = conv1(block.theta, x).flatten(2)  # (B, C', N)
+        k = conv1(block.phi, sub).flatten(2)  # (B, C', M)
+        v = conv1(block.g, sub).flatten(2)
+        f = torch.softmax(q.transpose(1, 2) @ k / math.sqrt(ci), dim=-1)  # (B, N, M): rows sum to 1
+        y = (f @ v.transpose(1, 2)).transpose(1, 2).reshape(2, ci, 3, 4, 4)
+        z = conv1(block.W, y) / math.sqrt(1 + block.bn.eps) + x  # BN with running mean 0, var 1
+        torch.testing.assert_close(block(x), z, rtol=1e-4, atol=1e-4)
+
+
+def test_i3d_nonlocal_starts_as_i3d():
+    torch.manual_seed(0)
+    i3d = build_model(ModelConfig(family="i3d", size="tiny", num_classes=5)).eval()
+    nl = build_model(ModelConfig(family="i3d_nonlocal", size="tiny", num_classes=5)).eval()
+    result = nl.load_state_dict(i3d.state_dict(), strict=False)
+    assert not result.unexpected_keys and all(".non_local." in k for k in result.missing_keys)
+    assert len(result.missing_keys) == 5 * 12  # theta/phi/g/W weight+bias, bn weight/bias/mean/var
+    clip = torch.randn(2, 3, 8, 32, 32, dtype=torch.float64)
+    with torch.no_grad():  # (float64: the identity is exact, kernels downstream may differ in layout)
+        torch.testing.assert_close(nl.double()(clip), i3d.double()(clip), rtol=1e-12, atol=1e-12)
