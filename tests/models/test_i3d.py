@@ -138,3 +138,34 @@ def test_i3d_nonlocal_starts_as_i3d():
     clip = torch.randn(2, 3, 8, 32, 32, dtype=torch.float64)
     with torch.no_grad():  # (float64: the identity is exact, kernels downstream may differ in layout)
         torch.testing.assert_close(nl.double()(clip), i3d.double()(clip), rtol=1e-12, atol=1e-12)
+
+
+def test_imagenet_source_loads_an_inflated_torchvision_file_from_the_cache(tmp_path, monkeypatch):
+    # A torchvision-format ResNet-50 file (1/8 width so it is small) where torch.hub caches it.
+    torch.manual_seed(0)
+    net2d = build_resnet2d(50, width=0.125, num_classes=1000)
+    _randomise_norms(net2d, seed=3)
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save(net2d.state_dict(), checkpoints / "resnet50-0676ba61.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    from harp.models.pretrained import load_pretrained
+
+    for family in ("i3d", "i3d_nonlocal"):
+        # through the registry, as a sweep builds it (model.pretrained=imagenet)
+        model = build_model(ModelConfig(family=family, size="tiny", num_classes=7, pretrained="imagenet"))
+        state = model.state_dict()
+        # every 2D conv arrived inflated (repeated over time / its length), norms copied as is
+        torch.testing.assert_close(state["conv1.weight"], inflate_conv_weight(net2d.conv1.weight.detach(), 5))
+        torch.testing.assert_close(state["layer1.1.conv1.weight"], inflate_conv_weight(net2d.layer1[1].conv1.weight.detach(), 3))
+        torch.testing.assert_close(state["layer3.0.conv2.weight"][:, :, 0], net2d.layer3[0].conv2.weight.detach())
+        torch.testing.assert_close(state["layer4.2.bn3.running_var"], net2d.layer4[2].bn3.running_var)
+        # the report: 1000-way ImageNet head replaced by a fresh 7-way one; only non-local blocks missing
+        report = load_pretrained(model, get_family(family), "imagenet")
+        assert [k for k, _, _ in report.head_replaced] == ["fc.weight", "fc.bias"]
+        assert not report.unexpected and not report.mismatched
+        if family == "i3d":
+            assert report.clean and report.matched_fraction == 1.0
+        else:
+            assert report.missing and all(".non_local." in k for k in report.missing)
+            assert 0.5 < report.matched_fraction < 1.0

@@ -75,3 +75,26 @@ def test_torchvision_names_shapes_and_strides():
     tiny = build_model(ModelConfig(family="r2plus1d", size="tiny", num_classes=3)).eval()
     with torch.no_grad():
         assert tiny.features(torch.randn(1, 3, 16, 112, 112)).shape == (1, 64, 2, 7, 7)
+
+
+def test_kinetics400_source_is_torchvisions_file_and_replaces_the_head(tmp_path, monkeypatch):
+    from harp.models import get_family
+    from harp.models.pretrained import load_pretrained
+
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    for family, file in (("r3d", "r3d_18-b3b3357e.pth"), ("r2plus1d", "r2plus1d_18-91a641e6.pth")):
+        spec = get_family(family)
+        assert spec.hub_checkpoints["kinetics400"] == f"https://download.pytorch.org/models/{file}"
+        # A 400-class checkpoint with torchvision's layout (tiny width so the test stays small).
+        torch.manual_seed(1)
+        k400 = build_model(ModelConfig(family=family, size="tiny", num_classes=400)).state_dict()
+        torch.save(k400, checkpoints / file)
+        model = build_model(ModelConfig(family=family, size="tiny", num_classes=10))
+        report = load_pretrained(model, spec, "kinetics400")
+        assert report.clean and report.matched_fraction == 1.0
+        assert [(k, tuple(a), tuple(b)) for k, a, b in report.head_replaced] == [
+            ("fc.weight", (400, 64), (10, 64)), ("fc.bias", (400,), (10,))]
+        state = model.state_dict()
+        assert all(torch.equal(state[k], v) for k, v in k400.items() if not k.startswith("fc."))
