@@ -24,6 +24,9 @@ DATA_PRESETS: dict[str, DataConfig] = {
     "hmdb51": DataConfig(format="hmdb51", root="data/hmdb51"),
     # Something-Something-like and Kinetics data can hold direction-dependent labels; Kinetics does not.
     "kinetics": DataConfig(format="kinetics", root="data/kinetics"),
+    # Something-Something: labels name directions ("... from left to right"), so never flip unless
+    # data.flip=swap with data.flip_swap pairs is given.
+    "ssv2": DataConfig(format="manifest", root="data/ssv2", flip="never"),
     "folder": DataConfig(format="folder", root="data/videos"),
     "manifest": DataConfig(format="manifest", root="data/videos"),
 }

@@ -79,7 +79,6 @@ def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expe
     import av
 
     gap = max(int(gop), 8) if gop else SEEK_GAP
-
     out: list[np.ndarray] = []
     kwargs = {"format": "rgb24"}
     if size:
@@ -94,16 +93,20 @@ def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expe
         pos = -1  # index of the last decoded frame
         last = None
         i = 0
+        sought: set[int] = set()
         while i < len(wanted):
             target = int(wanted[i])
             if target - pos > gap or pos < 0 and target > gap:
+                if target in sought:
+                    break  # sought it before and the stream ended short of it
+                sought.add(target)
                 container.seek(int(start + target / fps / tb), stream=stream, backward=True, any_frame=False)
                 pos = -1
             progressed = False
             for frame in container.decode(stream):
                 progressed = True
                 idx = round((frame.pts - start) * tb * fps) if frame.pts is not None else pos + 1
-                pos = max(idx, pos + 1) if frame.pts is None else idx
+                pos = idx
                 last = frame
                 if idx < target:
                     continue
@@ -116,7 +119,9 @@ def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expe
             if not progressed or (i < len(wanted) and int(wanted[i]) <= pos):
                 break  # end of stream
         if i < len(wanted):
-            if last is None or expected is not None and len(wanted) - i > max(2, len(wanted) // 4):
+            # A stream a frame or two shorter than probed (e.g. a dropped last frame) repeats its last
+            # frame; anything more is an error.
+            if last is None or len(wanted) - i > max(2, len(wanted) // 4):
                 raise DecodeError(f"stream ended after frame {pos}; {len(wanted) - i} of {len(wanted)} wanted frames missing")
             image = last.to_ndarray(**kwargs)
             out.extend([image] * (len(wanted) - i))

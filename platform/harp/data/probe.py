@@ -49,7 +49,6 @@ def probe_video(path: str | os.PathLike) -> dict[str, Any]:
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             fps = float(rate) if rate else 0.0
             header = int(stream.frames or 0)
-            width, height = int(stream.codec_context.width), int(stream.codec_context.height)
             first = next(container.decode(stream), None)
             if first is None:
                 return failed_probe("no decodable frame", size_bytes)
