@@ -46,7 +46,7 @@ def manifest_path(cfg: DataConfig) -> Path:
 
 
 def _settings(cfg: DataConfig) -> dict[str, Any]:
-    return {k: getattr(cfg, k) for k in _SETTINGS if hasattr(cfg, k)}
+    return {k: getattr(cfg, k) for k in _SETTINGS}
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -139,12 +139,11 @@ def index_dataset(cfg: DataConfig, *, progress: bool = True, cache: dict[str, di
     probe_df = pd.DataFrame(probes, index=df.index)
     df = pd.concat([df, probe_df], axis=1)
     df["error"] = df["error"].fillna("").astype(str)
-    seed = cfg.seed
-    if (df["split"] == "").all() or (df["split"] == "").any() and not (df["split"] == "test").any():
-        df = carve(df, source="", target="test", fraction=getattr(cfg, "test_fraction", 0.2), strategy="group", seed=seed + 1)
+    if (df["split"] == "").any() and not (df["split"] == "test").any():  # no official test split
+        df = carve(df, source="", target="test", fraction=cfg.test_fraction, strategy="group", seed=cfg.seed + 1)
     df.loc[df["split"] == "", "split"] = "train"
-    if not (df["split"] == "val").any():
-        df = carve(df, source="train", target="val", fraction=cfg.val_fraction, strategy=cfg.val_strategy, seed=seed)
+    if not (df["split"] == "val").any():  # no official validation split
+        df = carve(df, source="train", target="val", fraction=cfg.val_fraction, strategy=cfg.val_strategy, seed=cfg.seed)
     df.loc[df["error"] != "", "split"] = "excluded"
     df = df[list(MANIFEST_COLUMNS)]
     for col in ("frames", "header_frames", "width", "height", "size_bytes"):
