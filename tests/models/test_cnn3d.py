@@ -114,3 +114,12 @@ def test_c3d_pools_1x2x2_first_then_2x2x2():
     # Short or small clips still run (pools never exceed what is left of a dimension).
     small = build_model(ModelConfig(family="c3d", size="tiny", num_classes=3, frames=5, frame_size=24))
     assert small(torch.randn(2, 3, 5, 24, 24)).shape == (2, 3)
+
+
+def test_c3d_parameter_names_are_the_sports1m_ports():
+    # The C3D port most Sports-1M weight files use (loadable with file:PATH; 487-way fc8 gets replaced).
+    model = build_model(ModelConfig(family="c3d", size="tiny", num_classes=4))
+    layers = ("conv1", "conv2", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b", "fc6", "fc7", "fc8")
+    assert list(model.state_dict()) == [f"{n}.{p}" for n in layers for p in ("weight", "bias")]
+    with pytest.raises(ConfigError, match="fc_grid"):
+        build_model(ModelConfig(family="c3d", num_classes=2, options={"fc_grid": [4, 4]}))

@@ -99,11 +99,14 @@ def build(args: BuildArgs) -> C3DNet:
     if width <= 0:
         raise ConfigError(f"c3d: model.options.width must be > 0, got {width}")
     channels = tuple(max(1, round(c * width)) for c in C3D_CHANNELS)
+    fc_grid = tuple(int(v) for v in o.get("fc_grid", (1, 4, 4)))
+    if len(fc_grid) != 3 or min(fc_grid) < 1:
+        raise ConfigError(f"c3d: model.options.fc_grid must be 3 sizes (t, h, w) >= 1, got {list(fc_grid)}")
     return C3DNet(
         num_classes=args.num_classes,
         channels=channels,
         fc_dim=int(o.get("fc_dim", 4096)),
-        fc_grid=tuple(o.get("fc_grid", (1, 4, 4))),
+        fc_grid=fc_grid,
         dropout=args.dropout,
     )
 

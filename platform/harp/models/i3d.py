@@ -52,7 +52,7 @@ class NonLocalBlock(nn.Module):
         self.theta = nn.Conv3d(channels, inter, kernel_size=1)
         self.phi = nn.Conv3d(channels, inter, kernel_size=1)
         self.g = nn.Conv3d(channels, inter, kernel_size=1)
-        self.subsample = nn.MaxPool3d(kernel_size=(1, 2, 2), stride=(1, 2, 2)) if subsample else nn.Identity()
+        self.subsample = subsample
         self.W = nn.Conv3d(inter, channels, kernel_size=1)
         self.bn = nn.BatchNorm3d(channels)
         self.reset_parameters_after_backbone()
@@ -70,7 +70,10 @@ class NonLocalBlock(nn.Module):
         """``y`` ``(B, C/2, T, H, W)``: every position's softmax-weighted sum of ``g`` over all positions."""
         b, _, t, h, w = x.shape
         q = self.theta(x).flatten(2).transpose(1, 2)  # (B, THW, C')
-        sub = self.subsample(x)
+        sub = x
+        if self.subsample and (h > 1 or w > 1):  # 1x2x2 max pool of the keys/values (1 px maps stay as they are)
+            kernel = (1, min(2, h), min(2, w))
+            sub = F.max_pool3d(x, kernel_size=kernel, stride=kernel)
         k = self.phi(sub).flatten(2).transpose(1, 2)  # (B, T H'W', C')
         v = self.g(sub).flatten(2).transpose(1, 2)
         y = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1)
