@@ -184,12 +184,16 @@ def load_checkpoint(
     directory = check_checkpoint_dir(directory)
     bare = unwrap(model)
     device = next((p.device for p in bare.parameters()), torch.device("cpu"))
-    missing, unexpected = load_model(bare, str(directory / WEIGHTS), strict=False, device=str(device))
+    hint = "is the config (model.family/size/options, num_classes) the one it was trained with?"
+    try:
+        missing, unexpected = load_model(bare, str(directory / WEIGHTS), strict=False, device=str(device))
+    except RuntimeError as exc:  # shape mismatches
+        detail = "; ".join(line.strip() for line in str(exc).splitlines()[1:3])
+        raise HarpError(f"checkpoint {directory} does not match the model ({detail}); {hint}") from exc
     if strict and (missing or unexpected):
         raise HarpError(
             f"checkpoint {directory} does not match the model: {len(missing)} missing keys "
-            f"(e.g. {', '.join(sorted(missing)[:3])}), {len(unexpected)} unexpected (e.g. {', '.join(sorted(unexpected)[:3])}); "
-            "is the config (model.family/size/num_classes) the one it was trained with?"
+            f"(e.g. {', '.join(sorted(missing)[:3])}), {len(unexpected)} unexpected (e.g. {', '.join(sorted(unexpected)[:3])}); {hint}"
         )
     state = read_state(directory, map_location)
     if optimizer is not None and state.get("optimizer") is not None:

@@ -449,6 +449,7 @@ def train_loop(cfg: HarpConfig, session: TrainSession) -> list[dict[str, float]]
             "skipped_files": int(skipped),
             "global_step": global_step,
             "epoch_time_s": mean_time,
+            "num_workers": world,
         }
         checkpoint_dir = None
         if session.is_main:

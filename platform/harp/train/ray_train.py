@@ -85,6 +85,9 @@ def run_torch_trainer(
             f"max_failures={max_failures}, controller_failure_limit={controller_failure_limit}: both must be finite (>= 0), "
             "or a run that can never start (e.g. no free GPU) retries forever"
         )
+    from harp.train.loop import micro_batch_size
+
+    micro_batch_size(cfg, cfg.train.num_workers)  # a bad batch split fails here, not after ~20 s of start-up
     # Synthesise / index once here, not concurrently in every worker.
     ensure_manifest(cfg.data, progress=False)
     scaling = scaling_config(cfg, resources_per_worker)
