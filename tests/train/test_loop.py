@@ -73,6 +73,7 @@ def test_resume_is_exact(tmp_path, fake_data):
     resumed = LocalSession(first, b, keep=5, resume_from=tmp_path / "a" / "checkpoints" / "epoch_0001")
     history = train_loop(first, resumed)
     assert [m["epoch"] for m in history] == [2, 3]
+    assert [p.name for p, _ in resumed.checkpoints] == ["epoch_0001", "epoch_0002", "epoch_0003"]  # ranking continues
     a_w, b_w = _weights(tmp_path / "a", 3), _weights(b, 3)
     for key in a_w:
         assert torch.equal(a_w[key], b_w[key]), key
@@ -107,3 +108,12 @@ def test_batch_size_must_split_over_workers_and_accumulation(tmp_path, fake_data
     cfg = _cfg(tmp_path, "train.epochs=1", "train.batch_size=6", "train.grad_accum_steps=4")
     with pytest.raises(HarpError, match="divisible"):
         train_loop(cfg, LocalSession(cfg, tmp_path / "run"))
+
+
+def test_bf16_autocast_step_cap_smoothing_and_clipping(tmp_path, fake_data):
+    cfg = _cfg(tmp_path, "train.epochs=2", "train.precision=bf16", "train.max_steps_per_epoch=2", "optim.label_smoothing=0.1",
+               "train.clip_grad_norm=0.5", "train.grad_accum_steps=2", "optim.schedule=cosine", "optim.warmup_epochs=1")
+    history = train_loop(cfg, LocalSession(cfg, tmp_path / "run"))
+    assert [m["global_step"] for m in history] == [2, 4]  # 2 optimiser steps (of 2 micro-batches each) per epoch
+    assert all(math.isfinite(m["train_loss"]) and math.isfinite(m["val_loss"]) for m in history)
+    assert history[0]["lr"] == pytest.approx(cfg.optim.lr)  # end of the 1-epoch warmup

@@ -120,8 +120,15 @@ class LocalSession(TrainSession):
         self.device = device or default_device(cfg)
         self._resume = Path(resume_from) if resume_from else None
         self.history: list[dict[str, float]] = []
-        self.checkpoints: list[tuple[Path, float]] = []  # (dir, score)
+        self.checkpoints: list[tuple[Path, float]] = []  # (dir, score), oldest first
         self.best: Path | None = None
+        # A resumed run continues the ranking of the checkpoints already in its directory.
+        for path in sorted((self.run_dir / "checkpoints").glob("epoch_*")):
+            metrics_file = path / "metrics.json"
+            if metrics_file.is_file():
+                self.checkpoints.append((path, self._score(json.loads(metrics_file.read_text()))))
+        if self.checkpoints:
+            self.best = max(self.checkpoints, key=lambda item: item[1])[0]
 
     def resume_checkpoint(self) -> Path | None:
         return self._resume
@@ -402,6 +409,10 @@ def train_loop(cfg: HarpConfig, session: TrainSession) -> list[dict[str, float]]
         micro_per_epoch = min(micro_per_epoch, cfg.train.max_steps_per_epoch * accum)
     steps_per_epoch = math.ceil(micro_per_epoch / accum)
 
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     _seed_everything(cfg.train.seed)
     model = build_run_model(cfg, num_classes)
     optimizer = build_optimizer(model, cfg.optim)
