@@ -123,7 +123,9 @@ def _config_kwargs(args: BuildArgs, patch: int) -> dict[str, Any]:
 
 
 def build_timesformer(args: BuildArgs) -> TimesformerClassifier:
-    patch = int(args.options.get("patch_size", 16 if args.size == "base" else 8))
+    patch = _patch(args)
+    if args.options.get("attn_implementation", "eager") != "eager":
+        raise ConfigError("timesformer: transformers' TimeSformer has eager attention only (model.options.attn_implementation=eager)")
     config = TimesformerConfig(
         patch_size=patch,
         attention_type="divided_space_time",
@@ -133,7 +135,12 @@ def build_timesformer(args: BuildArgs) -> TimesformerClassifier:
     return TimesformerClassifier(config)
 
 
-def _tubelet(args: BuildArgs, patch: int) -> int:
+def _patch(args: BuildArgs) -> int:
+    """Spatial patch size: ViT-B/16 at base, 8 px at tiny (a 32 px frame is then 4x4 patches)."""
+    return int(args.options.get("patch_size", 16 if args.size == "base" else 8))
+
+
+def _tubelet(args: BuildArgs) -> int:
     tubelet = int(args.options.get("tubelet_size", 2))
     if args.frames % tubelet:
         raise ConfigError(f"model.frames={args.frames} must be a multiple of the tubelet size {tubelet}")
@@ -141,9 +148,9 @@ def _tubelet(args: BuildArgs, patch: int) -> int:
 
 
 def build_vivit(args: BuildArgs) -> VivitClassifier:
-    patch = int(args.options.get("patch_size", 16 if args.size == "base" else 8))
+    patch = _patch(args)
     config = VivitConfig(
-        tubelet_size=[_tubelet(args, patch), patch, patch],
+        tubelet_size=[_tubelet(args), patch, patch],
         attn_implementation=args.options.get("attn_implementation", "sdpa"),
         **_config_kwargs(args, patch),
     )
@@ -151,10 +158,10 @@ def build_vivit(args: BuildArgs) -> VivitClassifier:
 
 
 def build_videomae(args: BuildArgs) -> VideoMAEClassifier:
-    patch = int(args.options.get("patch_size", 16 if args.size == "base" else 8))
+    patch = _patch(args)
     config = VideoMAEConfig(
         patch_size=patch,
-        tubelet_size=_tubelet(args, patch),
+        tubelet_size=_tubelet(args),
         use_mean_pooling=True,
         attn_implementation=args.options.get("attn_implementation", "sdpa"),
         **_config_kwargs(args, patch),

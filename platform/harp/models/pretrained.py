@@ -82,12 +82,16 @@ def is_url(target: str) -> bool:
     return target.startswith(("https://", "http://"))
 
 
+def _not_available(spec: FamilySpec, source: str) -> PretrainedError:
+    return PretrainedError(
+        f"model.pretrained={source!r} is not available for {spec.name}; choose one of: {', '.join(spec.all_sources())}"
+    )
+
+
 def hub_target(spec: FamilySpec, source: str) -> str:
     """The hub repo id or URL behind a named source of a family."""
     if source not in spec.pretrained_sources:
-        raise PretrainedError(
-            f"model.pretrained={source!r} is not available for {spec.name}; choose one of: {', '.join(spec.all_sources())}"
-        )
+        raise _not_available(spec, source)
     target = spec.hub_checkpoints.get(source)
     if not target:
         raise PretrainedError(
@@ -361,9 +365,7 @@ def load_pretrained(
     if source == "none":
         return None
     if not spec.accepts(source):
-        raise PretrainedError(
-            f"model.pretrained={source!r} is not available for {spec.name}; choose one of: {', '.join(spec.all_sources())}"
-        )
+        raise _not_available(spec, source)
     unused: list[str] = []
     if state is None:
         state, unused = read_source(source, spec, model)
