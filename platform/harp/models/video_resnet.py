@@ -123,7 +123,8 @@ def _r2plus1d_stem(width: int) -> nn.Sequential:
 
 
 class VideoResNet(nn.Module):
-    """torchvision's VideoResNet layout (stem, layer1..4, avgpool, fc) with a width knob."""
+    """torchvision's VideoResNet layout (stem, layer1..4, avgpool, fc); ``width`` = layer1's channels
+    (64 in torchvision; the family option ``width`` is a multiplier of it, like the other families')."""
 
     def __init__(
         self,
@@ -194,8 +195,11 @@ def _options(args: BuildArgs, family: str) -> dict:
     layers = tuple(int(v) for v in o.get("layers", (2, 2, 2, 2)))
     if len(layers) != 4 or min(layers) < 1:
         raise ConfigError(f"{family}: model.options.layers must be 4 block counts >= 1, got {list(layers)}")
+    width = float(o.get("width", 1.0))
+    if width <= 0:
+        raise ConfigError(f"{family}: model.options.width must be > 0 (a multiplier of the 64-channel stem), got {width}")
     return {
-        "width": int(o.get("width", 64)),
+        "width": max(1, round(64 * width)),
         "layers": layers,
         "zero_init_residual": bool(o.get("zero_init_residual", False)),
         "num_classes": args.num_classes,
@@ -213,9 +217,9 @@ def build_r2plus1d(args: BuildArgs) -> VideoResNet:
 
 _SIZES = {
     # CPU: 1/8 width (8-16-32-64), 8 frames of 32px.
-    "tiny": SizePreset(frames=8, frame_size=32, options={"width": 8}),
+    "tiny": SizePreset(frames=8, frame_size=32, options={"width": 0.125}),
     # ResNet-18 video networks at the paper's / torchvision's 16x112.
-    "base": SizePreset(frames=16, frame_size=112, options={"width": 64}),
+    "base": SizePreset(frames=16, frame_size=112, options={"width": 1.0}),
 }
 
 R3D = FamilySpec(
