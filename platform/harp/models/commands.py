@@ -116,8 +116,11 @@ def fetch(source: str, family: str | None) -> str:
 
         path = P.url_cache_path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.is_file():
-            torch.hub.download_url_to_file(target, str(path), progress=sys.stderr.isatty())
+        if not path.is_file():  # torch.hub writes a temporary file and renames it when complete
+            try:
+                torch.hub.download_url_to_file(target, str(path), progress=sys.stderr.isatty())
+            except OSError as exc:
+                raise HarpError(f"cannot download {target}: {exc}".splitlines()[0]) from exc
         return str(path)
     from huggingface_hub import HfApi, snapshot_download
 
