@@ -48,11 +48,20 @@ def output_size(width: int, height: int, short_side: int | None) -> tuple[int, i
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _decord_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expected: int | None, gop: float | None = None) -> np.ndarray:
+def _decord_reader(path: str, size: tuple[int, int] | None):  # -> decord.VideoReader
     import decord
 
     w, h = size if size else (-1, -1)
-    reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1, width=w, height=h)
+    return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1, width=w, height=h)
+
+
+def _rgb(size: tuple[int, int] | None) -> dict[str, object]:
+    """PyAV ``to_ndarray`` arguments: RGB, scaled to (width, height) when given."""
+    return {"format": "rgb24", **({"width": size[0], "height": size[1]} if size else {})}
+
+
+def _decord_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expected: int | None, gop: float | None = None) -> np.ndarray:
+    reader = _decord_reader(path, size)
     try:
         count = len(reader)
         if expected and (count > expected + max(2, expected // 20) or count < expected - max(2, expected // 20)):
@@ -80,9 +89,7 @@ def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expe
 
     gap = max(int(gop), 8) if gop else SEEK_GAP
     out: list[np.ndarray] = []
-    kwargs = {"format": "rgb24"}
-    if size:
-        kwargs.update(width=size[0], height=size[1])
+    kwargs = _rgb(size)
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1
@@ -229,20 +236,14 @@ def decode_all(path: str | os.PathLike, backend: str = "decord", *, size: tuple[
     """Every frame of a video (the naive way the benchmark compares against, and short videos)."""
     path = str(path)
     if backend == "decord":
-        import decord
-
-        w, h = size if size else (-1, -1)
-        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1, width=w, height=h)
+        reader = _decord_reader(path, size)
         try:
             return _checked(reader.get_batch(list(range(len(reader)))).asnumpy(), size)
         finally:
             del reader
     import av
 
-    kwargs = {"format": "rgb24"}
-    if size:
-        kwargs.update(width=size[0], height=size[1])
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1
-        return np.stack([frame.to_ndarray(**kwargs) for frame in container.decode(stream)])
+        return np.stack([frame.to_ndarray(**_rgb(size)) for frame in container.decode(stream)])
