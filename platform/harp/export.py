@@ -173,15 +173,18 @@ def trial_confusion(trial: Any, *, metric: str, mode: str) -> tuple[list[str], A
     found = best_checkpoint(trial, metric, mode)
     if found is None:
         return None
+    import tempfile
+
     from harp.evaluate import evaluate_checkpoint
 
     directory, _ = found
-    out = evaluate_checkpoint(directory, split="val", num_clips=1, num_crops=1, output_dir=None)
-    matrix = out.get("confusion_matrix", out.get("confusion"))
-    names = out.get("class_names")
-    if matrix is None or names is None:
+    with tempfile.TemporaryDirectory(prefix="harp-confusion-") as tmp:
+        out = evaluate_checkpoint(directory, split="val", num_clips=1, num_crops=1, output_dir=tmp)
+    matrix = out.get("confusion_matrix")
+    names = list((out.get("per_class_accuracy") or {}).keys())
+    if matrix is None or len(names) != len(matrix):
         return None
-    return list(names), matrix
+    return names, matrix
 
 
 # ------------------------------------------------------------------------------------------
@@ -317,11 +320,9 @@ def export_sweep(sweep_dir: str | Path, *, evaluate: bool = True, num_clips: int
         eval_dir = out / "eval"
         test = evaluate_checkpoint(checkpoint_dir, split=trained.eval.split, num_clips=clips, num_crops=crops, output_dir=eval_dir)
         for name in ("confusion.png", "confusion.csv"):
-            found_file = next(iter(sorted(eval_dir.rglob(name))), None) if eval_dir.exists() else None
-            if found_file is None:
-                found_file = next(iter(sorted(eval_dir.rglob(f"*{Path(name).suffix}"))), None) if eval_dir.exists() else None
-            if found_file is not None:
-                shutil.copyfile(found_file, out / name)
+            if (eval_dir / name).is_file():
+                shutil.copyfile(eval_dir / name, out / name)
+        test.pop("outputs", None)
         summary["test"] = _jsonable(test)
         summary["protocol"] = {"split": trained.eval.split, "num_clips": clips, "num_crops": crops}
     (out / "metrics.json").write_text(json.dumps(_jsonable(summary), indent=2, sort_keys=True) + "\n")

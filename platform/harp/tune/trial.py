@@ -109,10 +109,12 @@ def harp_trial(config: dict[str, Any], *, base: dict[str, Any], sweep_dir: str) 
     trial_dir = Path(context.get_trial_dir())
     trial_dir.mkdir(parents=True, exist_ok=True)
     (trial_dir / TRAIN_RUN_FILE).write_text(json.dumps({"storage_path": str(storage), "name": name, "path": str(storage / name)}))
-    result = run_torch_trainer(cfg, storage_path=str(storage), name=name, callbacks=[_Forward()])
-    error = getattr(result, "error", None)
-    if error is not None:
-        raise error
+    workers = cfg.train.num_workers
+    per_worker = {"CPU": max(0.01, cfg.sweep.cpus_per_trial / workers)}
+    if cfg.sweep.gpus_per_trial > 0:
+        per_worker["GPU"] = cfg.sweep.gpus_per_trial / workers
+    # run_torch_trainer raises HarpError with Ray's reason when the run fails (finite failure limits)
+    run_torch_trainer(cfg, storage_path=str(storage), name=name, callbacks=[_Forward()], resources_per_worker=per_worker)
 
 
 __all__ = ["COST_METRICS", "TRAIN_RUN_FILE", "harp_trial", "measure_costs", "trial_config"]

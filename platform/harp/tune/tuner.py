@@ -225,13 +225,17 @@ def build_searcher(cfg: HarpConfig, space: SearchSpace, paths: SweepPaths, *, ch
     )
 
 
-def trial_resources(cfg: HarpConfig, space: SearchSpace) -> dict[str, float]:
-    """Resources of one Tune trial. A multi-worker trial's own process only drives a TorchTrainer
-    whose workers reserve their CPUs/GPUs themselves, so it asks for (almost) nothing."""
-    workers = int(space.max_value("train.num_workers", cfg.train.num_workers))
+def trial_resources(config: dict[str, Any], *, workers: int, cpus: float, gpus: float) -> dict[str, float]:
+    """Resources of one Tune trial (a function of its sampled config).
+
+    A 1-worker trial trains in its own process: it reserves the trial's CPUs/GPUs. A multi-worker
+    trial's process only drives a TorchTrainer whose workers reserve the CPUs/GPUs themselves
+    (``cpus_per_trial``/``gpus_per_trial`` split across them), so it asks for nothing."""
+    workers = int(config.get("train.num_workers", workers))
     if workers > 1:
-        return {"cpu": 0.0, "gpu": 0.0}
-    return {"cpu": float(cfg.sweep.cpus_per_trial), "gpu": float(cfg.sweep.gpus_per_trial)}
+        # Ray refuses an empty bundle; a token amount of memory reserves nothing that matters.
+        return {"cpu": 0.0, "gpu": 0.0, "memory": float(2**20)}
+    return {"cpu": float(cpus), "gpu": float(gpus)}
 
 
 def _confusion_for(metric: str, mode: str) -> Any:
@@ -285,9 +289,11 @@ def run_sweep(
     else:
         write_sweep_files(cfg, space, paths, raw_space or {})
     base = to_dict(cfg)
+    from functools import partial
+
     trainable = tune.with_resources(
         tune.with_parameters(harp_trial, base=base, sweep_dir=str(paths.root)),
-        trial_resources(cfg, space),
+        partial(trial_resources, workers=cfg.train.num_workers, cpus=cfg.sweep.cpus_per_trial, gpus=cfg.sweep.gpus_per_trial),
     )
     if restored:
         tuner = Tuner.restore(str(paths.tune), trainable=trainable, resume_unfinished=True, resume_errored=True)

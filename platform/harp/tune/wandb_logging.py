@@ -214,4 +214,61 @@ def log_summary(
     return run.id
 
 
-__all__ = ["WandbCallback", "has_api_key", "log_summary", "resolve_mode", "sync_hint"]
+def _log_records(path: Path) -> Any:
+    """Records of a ``.wandb`` file (W&B's LevelDB-style log: 7-byte header, 32 KiB blocks)."""
+    data = Path(path).read_bytes()
+    pos, block, pending = 7, 32768, b""
+    while pos + 7 <= len(data):
+        left = block - (pos % block)
+        if left < 7:
+            pos += left
+            continue
+        length = int.from_bytes(data[pos + 4 : pos + 6], "little")
+        kind = data[pos + 6]
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 1:
+            yield chunk
+        elif kind == 2:
+            pending = chunk
+        elif kind == 3:
+            pending += chunk
+        elif kind == 4:
+            yield pending + chunk
+
+
+def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
+    """What an offline W&B run holds: ``{"history": [row per log call], "summary": {...}, "config": {...}}``.
+
+    Reads the run's ``.wandb`` file directly (no network, no wandb service), so tests and users can
+    check what a sweep logged before `wandb sync`."""
+    import json as _json
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    files = sorted(Path(run_dir).glob("*.wandb"))
+    if not files:
+        raise FileNotFoundError(f"no .wandb file in {run_dir}")
+    out: dict[str, Any] = {"history": [], "summary": {}, "config": {}}
+
+    def key_of(item: Any) -> str:
+        return item.key or "/".join(item.nested_key)
+
+    for raw in _log_records(files[0]):
+        record = pb.Record()
+        record.ParseFromString(raw)
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            row = {key_of(i): _json.loads(i.value_json) for i in record.history.item}
+            if not any(k.startswith("_wandb") for k in row) or len(row) > 2:
+                out["history"].append(row)
+        elif kind == "summary":
+            for item in record.summary.update:
+                out["summary"][key_of(item)] = _json.loads(item.value_json)
+        elif kind == "config":
+            for item in record.config.update:
+                out["config"][key_of(item)] = _json.loads(item.value_json)
+    return out
+
+
+__all__ = ["WandbCallback", "has_api_key", "log_summary", "read_offline_run", "resolve_mode", "sync_hint"]

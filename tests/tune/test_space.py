@@ -1,0 +1,117 @@
+"""Search-space files: parsing, conditional (define-by-run) sampling, grids, one-line errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from harp.errors import ConfigError
+from harp.tune.space import apply_params, base_config, load_space, parse_space
+
+REPO = Path(__file__).resolve().parents[2]
+SPACES = sorted((REPO / "search_spaces").glob("*.yaml"))
+
+
+def test_every_shipped_space_parses_into_a_valid_config():
+    names = {p.stem for p in SPACES}
+    assert "default" in names
+    for prefix in ("000", "001", "002", "003", "004"):
+        assert any(n.startswith(prefix) for n in names), f"no search space for study {prefix}"
+    for path in SPACES:
+        space = load_space(path)
+        cfg = base_config(space)
+        assert space.params, path
+        if cfg.sweep.searcher == "grid":
+            assert len(space.grid_points()) >= 2
+
+
+def test_paper_001_grid_is_the_papers_values():
+    space = load_space(REPO / "search_spaces" / "001_timesformer_hmdb25.yaml")
+    by_key = {p.key: p for p in space.params}
+    assert by_key["optim.lr"].values == (0.0035, 0.0045, 0.0007, 0.0001)
+    assert by_key["train.batch_size"].values == (4, 8)
+    assert set(by_key["optim.name"].values) == {"sgd", "adam"}
+    assert set(by_key["model.pretrained"].values) == {"kinetics400", "kinetics600", "ssv2"}
+    assert set(by_key["sampling.method"].values) == {"uniform", "equidistant", "random"}
+    # momentum only exists for sgd: 4 lr x 2 batch x (sgd+momentum | adam) x 3 sources x 3 samplings
+    assert len(space.grid_points()) == 4 * 2 * 2 * 3 * 3
+    cfg = base_config(space)
+    assert cfg.model.family == "timesformer" and cfg.sampling.interval == 32 and cfg.train.epochs == 8
+
+
+def test_conditional_parameters_never_appear_where_they_do_not_apply():
+    space = load_space(REPO / "search_spaces" / "default.yaml")
+    cfg = base_config(space)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    seen = {"sgd": 0, "adamw": 0, "tsm": 0, "cnn3d_attention": 0}
+    for _ in range(60):
+        trial = study.ask()
+        params = space.sample(trial)
+        assert ("optim.momentum" in params) == (params["optim.name"] == "sgd")
+        assert ("model.options.fold_div" in params) == (params["model.family"] == "tsm")
+        assert set(trial.params) == set(params)  # Optuna only saw the applicable ones
+        seen[params["optim.name"]] += 1
+        seen[params["model.family"]] += 1
+        trial_cfg = apply_params(cfg, params)
+        assert trial_cfg.optim.name == params["optim.name"]
+        study.tell(trial, 0.0)
+    assert min(seen.values()) > 5
+
+
+def test_grid_expands_conditions_and_alternatives():
+    space = parse_space(
+        {
+            "params": {
+                "data.format": {"type": "grid", "values": ["ucf101", "hmdb51"]},
+                "data.root": [
+                    {"type": "grid", "values": ["data/UCF-101"], "when": {"data.format": "ucf101"}},
+                    {"type": "grid", "values": ["data/hmdb51"], "when": {"data.format": "hmdb51"}},
+                ],
+                "optim.name": {"type": "grid", "values": ["sgd", "adam"]},
+                "optim.momentum": {"type": "grid", "values": [0.8, 0.9], "when": {"optim.name": "sgd"}},
+                "optim.milestones": {"type": "categorical", "values": [[30, 40, 50], [10]]},
+            }
+        },
+        name="t",
+    )
+    points = space.grid_points()
+    assert len(points) == 2 * (2 + 1) * 2
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for point in points:
+        study.enqueue_trial(point)
+    sampled = [space.sample(study.ask()) for _ in points]
+    for params in sampled:
+        assert params["data.root"] == ("data/UCF-101" if params["data.format"] == "ucf101" else "data/hmdb51")
+        assert params["optim.milestones"] in ([30, 40, 50], [10])  # lists travel through Optuna and back
+    assert len({str(sorted(p.items())) for p in sampled}) == len(points)
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("params:\n  optim.lrr: {type: uniform, low: 0.1, high: 1}\n", "params.optim.lrr: unknown config key 'optim.lrr'"),
+        ("params:\n  optim.lr: {type: gaussian, low: 0.1, high: 1}\n", "params.optim.lr: unknown type 'gaussian'"),
+        ("params:\n  optim.lr: {type: loguniform, low: 0.1}\n", "params.optim.lr: type loguniform needs high"),
+        ("params:\n  optim.lr: {type: loguniform, low: 0, high: 1}\n", "loguniform needs low > 0"),
+        ("params:\n  optim.momentum: {type: uniform, low: 0.1, high: 1, when: {optim.name: sgd}}\n",
+         "'optim.name' must be a parameter declared before 'optim.momentum'"),
+        ("params:\n  optim.name: {type: categorical, values: [sgd]}\n"
+         "  optim.momentum: {type: uniform, low: 0.1, high: 1, when: {optim.name: sdg}}\n", "optim.name='sdg' is not one of"),
+        ("params:\n  model.family: {type: categorical, values: [tsm, resnet9000]}\n", "params.model.family='resnet9000'"),
+        ("config:\n  train.epoch: 3\n", "config.train.epoch: unknown config key"),
+        ("sweep:\n  num_sample: 3\n", "sweep.num_sample: unknown sweep setting"),
+        ("parms: {}\n", "unknown top-level key 'parms'"),
+        ("params:\n  optim.lr: {type: uniform, low: 1, high: 2, step: 3}\n", "unknown field 'step' for type uniform"),
+        ("params: [1, 2\n", "not a valid search-space YAML"),
+    ],
+)
+def test_a_bad_space_file_gets_one_clear_line(tmp_path, content, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        base_config(load_space(path))
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(path) in message
+    assert expected in message
