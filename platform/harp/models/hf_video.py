@@ -226,7 +226,17 @@ def _grid_frames(num_tokens: int, h_new: int, t_new: int) -> int | None:
     return None
 
 
-TIMESFORMER = FamilySpec(
+def _transformer_spec(**fields) -> FamilySpec:
+    """What the three transformer families share: HF head name, position-embedding resizing, no head dropout."""
+    return FamilySpec(
+        default_dropout=0.0,
+        head_prefixes=("classifier.",),
+        convert_state_dict=_resize_position_embeddings,
+        **fields,
+    )
+
+
+TIMESFORMER = _transformer_spec(
     name="timesformer",
     description="TimeSformer: ViT with divided space-time attention (HF transformers TimesformerForVideoClassification)",
     paper="000_57caf5912cf98c58.txt",
@@ -234,18 +244,15 @@ TIMESFORMER = FamilySpec(
     sizes={"tiny": SizePreset(frames=8, frame_size=32), "base": SizePreset(frames=8, frame_size=224)},
     mean=KINETICS_MEAN,
     std=KINETICS_STD,
-    default_dropout=0.0,
     pretrained_sources=("kinetics400", "kinetics600", "ssv2"),
     hub_checkpoints={
         "kinetics400": "facebook/timesformer-base-finetuned-k400",
         "kinetics600": "facebook/timesformer-base-finetuned-k600",
         "ssv2": "facebook/timesformer-base-finetuned-ssv2",
     },
-    head_prefixes=("classifier.",),
-    convert_state_dict=_resize_position_embeddings,
 )
 
-VIVIT = FamilySpec(
+VIVIT = _transformer_spec(
     name="vivit",
     description="ViViT-B/16x2 factorised-embedding video ViT, tubelet embedding (HF transformers VivitForVideoClassification, SDPA)",
     paper="001_9b78e9b2a18c67bd.txt",
@@ -254,14 +261,11 @@ VIVIT = FamilySpec(
     # The Scenic ViViT checkpoints take pixels scaled to [-1, 1]: (x - 0.5) / 0.5.
     mean=(0.5, 0.5, 0.5),
     std=(0.5, 0.5, 0.5),
-    default_dropout=0.0,
     pretrained_sources=("kinetics400",),
     hub_checkpoints={"kinetics400": "google/vivit-b-16x2-kinetics400"},
-    head_prefixes=("classifier.",),
-    convert_state_dict=_resize_position_embeddings,
 )
 
-VIDEOMAE = FamilySpec(
+VIDEOMAE = _transformer_spec(
     name="videomae",
     description="VideoMAE ViT-B/16 (masked-autoencoder pretrained), tubelet 2, mean pooling (HF transformers, SDPA)",
     paper="001_9b78e9b2a18c67bd.txt",
@@ -269,12 +273,9 @@ VIDEOMAE = FamilySpec(
     sizes={"tiny": SizePreset(frames=8, frame_size=32), "base": SizePreset(frames=16, frame_size=224)},
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
-    default_dropout=0.0,
     pretrained_sources=("kinetics400", "ssv2"),
     hub_checkpoints={
         "kinetics400": "MCG-NJU/videomae-base-finetuned-kinetics",
         "ssv2": "MCG-NJU/videomae-base-finetuned-ssv2",
     },
-    head_prefixes=("classifier.",),
-    convert_state_dict=_resize_position_embeddings,
 )
