@@ -30,7 +30,18 @@ def train_worker(config: dict[str, Any]) -> None:
     """Ray Train's per-worker entry point: rebuild the config, run THE loop with a Ray Train session."""
     from harp.train.loop import RayTrainSession, train_loop
 
+    _quiet_report_lines(config.get("log_level", "INFO"))
     train_loop(from_dict(config["cfg"]), RayTrainSession())
+
+
+def _quiet_report_lines(level: str) -> None:
+    """Ray 2.60 logs every report's full metrics at INFO on a logger named after its *file*, which
+    LoggingConfig(log_level) does not reach: a wall of logs per epoch. Raise that logger's level."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # pragma: no cover - other Ray versions
+        return
+    logging.getLogger(context.__file__).setLevel(level)
 
 
 def gpus_available() -> bool:
@@ -65,6 +76,7 @@ def run_torch_trainer(
     num_to_keep: int | None = DEFAULT_NUM_TO_KEEP,
     resources_per_worker: dict[str, float] | None = None,
     raise_on_failure: bool = True,
+    log_level: str = "WARNING",
 ):
     """Build and fit the TorchTrainer for ``cfg``; returns the ``ray.train.Result``.
 
@@ -72,7 +84,8 @@ def run_torch_trainer(
     that run's latest checkpoint (Ray Train V2 restores a run found in its storage).
     ``max_failures`` defaults to ``sweep.max_failures``; both limits must be finite (>= 0).
     ``raise_on_failure``: a failed run raises HarpError with Ray's reason (otherwise the Result
-    carries it in ``.error``).
+    carries it in ``.error``). ``log_level`` quiets Ray Train's own per-report INFO lines
+    (progress comes from callbacks: Tune's table, or ``harp train``'s epoch lines).
     """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -101,10 +114,11 @@ def run_torch_trainer(
         ),
         failure_config=ray.train.FailureConfig(max_failures=max_failures, controller_failure_limit=controller_failure_limit),
         callbacks=list(callbacks) or None,
+        logging_config=ray.train.LoggingConfig(log_level=log_level),
     )
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"cfg": to_dict(cfg)},
+        train_loop_config={"cfg": to_dict(cfg), "log_level": log_level},
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
         scaling_config=scaling,
         run_config=run_config,
