@@ -118,13 +118,20 @@ def test_folder_reader_carves_test_and_val_by_group(tmp_path, tiny_video):
     assert not leaking_groups(df, "train", "test") and not leaking_groups(df, "train", "val")
 
 
-def test_generic_csv_manifest(tmp_path, tiny_video):
-    lines = ["path,label,split"]
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_generic_manifest(tmp_path, tiny_video, kind):
+    import pandas as pd
+
+    rows = []
     for c in ("x", "y"):
         for k in range(4):
             _put(tmp_path, f"vids/{c}{k}.mp4", tiny_video)
-            lines.append(f"vids/{c}{k}.mp4,{c},{'test' if k == 0 else 'train'}")
-    (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
+            rows.append({"path": f"vids/{c}{k}.mp4", "label": c, "split": "test" if k == 0 else "train"})
+    table = pd.DataFrame(rows)
+    if kind == "csv":
+        table.to_csv(tmp_path / "manifest.csv", index=False)
+    else:
+        table.to_parquet(tmp_path / "manifest.parquet")
     df = load_manifest(build_manifest(_cfg(tmp_path, "manifest", val_fraction=0.3), progress=False))
     assert df["split"].value_counts().to_dict() == {"train": 4, "test": 2, "val": 2}
 
