@@ -4,6 +4,7 @@
     .venv/bin/python bench/models.py --sizes tiny --batch 8
     .venv/bin/python bench/models.py --device cuda --dtype bf16 --sizes base --batch 8
     .venv/bin/python bench/models.py --json runs/bench_models.json
+    .venv/bin/python bench/models.py --threads 1               # per-core numbers; stable on a busy machine
 
 forward: eval mode, no grad. forward+backward: train mode, cross-entropy on random labels,
 backward, no optimiser step. Each row warms up (``--warmup`` iterations; CUDA also runs one
