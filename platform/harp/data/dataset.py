@@ -166,7 +166,7 @@ class VideoClipDataset(Dataset):
             raise IndexError(item)
         video, clip = divmod(item, self.expand)
         rng = self._rng(item)
-        self.decoder()
+        self.decoder()  # in a fresh worker: a new decoder and an empty set of known-bad videos
         failed: list[str] = []
         for _ in range(self.max_retries + 1):
             if video not in self._bad:

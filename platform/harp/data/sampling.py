@@ -56,12 +56,9 @@ Sampler = Callable[[int, np.random.Generator, SamplingParams], np.ndarray]
 
 def frames_needed(method: str, params: SamplingParams) -> int:
     """The fewest frames a video needs for ``method`` without repeating or inventing frames."""
-    t = params.num_frames
     if method in ("uniform", "segment_stride"):
-        return (t - 1) * params.interval + 1
-    if method == "multi_clip":
-        return t  # clips may overlap on short videos
-    return t
+        return (params.num_frames - 1) * params.interval + 1
+    return params.num_frames  # multi_clip's clips may overlap on short videos
 
 
 def fit_to_length(indices: np.ndarray, n: int, short: str) -> np.ndarray:
