@@ -67,7 +67,9 @@ def install(monkeypatch) -> dict:
         )
 
     def make_loader(dataset, batch_size, *, sampler, num_workers, drop_last=False):
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=0, drop_last=drop_last)
+        # like the real loader: persistent worker processes that keep their RNG across epochs
+        extra = {"persistent_workers": True} if num_workers else {}
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=drop_last, **extra)
 
     monkeypatch.setattr(loop, "resolve_run", resolve_run)
     monkeypatch.setattr(loop, "open_datasets", open_datasets)

@@ -62,12 +62,13 @@ def test_local_run_learns_reports_every_metric_and_keeps_best_checkpoints(tmp_pa
 
 
 def test_resume_is_exact(tmp_path, fake_data):
-    straight = _cfg(tmp_path, "train.epochs=3", "optim.name=sgd", "optim.lr=0.01", "optim.schedule=step", "optim.milestones=[2]")
+    # a persistent loader worker whose random flips come from torch's RNG, as in the real pipeline
+    straight = _cfg(tmp_path, "data.num_workers=1", "train.epochs=3", "optim.name=sgd", "optim.lr=0.01", "optim.schedule=step", "optim.milestones=[2]")
     train_loop(straight, LocalSession(straight, tmp_path / "a", keep=5))
     first = load_config([], tmp_path / "a" / "checkpoints" / "epoch_0001" / "config.yaml")
     # a second run that stopped after epoch 1 resumes from its checkpoint
     b = tmp_path / "b"
-    short = _cfg(tmp_path, "train.epochs=1", "optim.name=sgd", "optim.lr=0.01", "optim.schedule=step", "optim.milestones=[2]")
+    short = _cfg(tmp_path, "data.num_workers=1", "train.epochs=1", "optim.name=sgd", "optim.lr=0.01", "optim.schedule=step", "optim.milestones=[2]")
     train_loop(short, LocalSession(short, b, keep=5))
     # the schedule must be the 3-epoch one: resume with the full config
     resumed = LocalSession(first, b, keep=5, resume_from=tmp_path / "a" / "checkpoints" / "epoch_0001")

@@ -341,6 +341,52 @@ def make_loader(dataset: Any, batch_size: int, *, sampler: Sampler, num_workers:
     return build_loader(dataset, batch_size, shuffle=False, num_workers=num_workers, sampler=sampler, drop_last=drop_last)
 
 
+class EpochSampler(Sampler):
+    """Yields ``(seed, epoch, index)`` keys: a DistributedSampler's order, tagged with the epoch.
+
+    Paired with ``SeededItems``, every training sample's random augmentation becomes a pure
+    function of (seed, epoch, index): independent of loader worker count and of persistent
+    workers carrying their RNG across epochs, so a resumed run sees exactly the same clips.
+    """
+
+    def __init__(self, dataset: Any, rank: int, world_size: int, seed: int) -> None:
+        self.inner = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.inner.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        return ((self.seed, self.epoch, i) for i in self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+class SeededItems(torch.utils.data.Dataset):
+    """Dataset view keyed by ``(seed, epoch, index)``: torch's RNG is seeded from the key for the
+    item (inside ``fork_rng``, so the caller's RNG stream is untouched)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int, int]) -> Any:
+        seed, epoch, index = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, index]).generate_state(1, np.uint64)[0] >> 1))
+            return self.dataset[index]
+
+    def __getattr__(self, name: str) -> Any:  # path(), class_names, ... of the wrapped dataset
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
 class ShardSampler(Sampler[int]):
     """Every index exactly once across ranks (no padding, unlike DistributedSampler): exact eval counts."""
 
@@ -393,11 +439,11 @@ def train_loop(cfg: HarpConfig, session: TrainSession) -> list[dict[str, float]]
     train_ds, val_ds = open_datasets(cfg, run)
     if len(train_ds) == 0:
         raise HarpError(f"the train split of {cfg.data.root} is empty; index the data set (`harp data index`) or check data.split")
-    # One shuffling sampler for 1 and N workers: a permutation per (seed, epoch), independent of
-    # any RNG state, so a resumed run sees the same order.
-    train_sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed, drop_last=False)
+    # One shuffling sampler for 1 and N workers: a permutation per (seed, epoch), and augmentation
+    # seeded per (seed, epoch, sample), independent of any RNG state: a resumed run sees the same clips.
+    train_sampler = EpochSampler(train_ds, rank, world, cfg.train.seed)
     drop_last = len(train_sampler) >= micro * 2  # never a 1-clip batch at the end (BatchNorm), never an empty epoch
-    train_loader = make_loader(train_ds, micro, sampler=train_sampler, num_workers=cfg.data.num_workers, drop_last=drop_last)
+    train_loader = make_loader(SeededItems(train_ds), micro, sampler=train_sampler, num_workers=cfg.data.num_workers, drop_last=drop_last)
     val_loader = None
     if len(val_ds) > 0:
         val_loader = make_loader(val_ds, micro, sampler=ShardSampler(len(val_ds), rank, world), num_workers=cfg.data.num_workers)
@@ -482,6 +528,14 @@ def train_loop(cfg: HarpConfig, session: TrainSession) -> list[dict[str, float]]
     return history
 
 
+def _iterate(loader: Any) -> Iterator[Any]:
+    """iter(loader) without touching torch's global RNG (a DataLoader draws its workers' base seed
+    from it, once per iterator, or not at all when persistent workers are reset), so the model's
+    random stream (dropout) does not depend on loader workers and a resumed run replays it."""
+    with torch.random.fork_rng(devices=[]):
+        return iter(loader)
+
+
 def _ratio(totals: Mapping[str, float], num: str, den: str) -> float:
     d = totals.get(den, 0.0)
     return totals.get(num, 0.0) / d if d > 0 else float("nan")
@@ -510,7 +564,7 @@ def _train_epoch(
     wait = 0.0
     optimizer.zero_grad(set_to_none=True)
     start = time.perf_counter()
-    iterator = iter(loader)
+    iterator = _iterate(loader)
     for i in range(micro_per_epoch):
         t0 = time.perf_counter()
         try:
@@ -565,7 +619,7 @@ def _validate(model: nn.Module, loader: Any, device: torch.device, amp: torch.dt
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     sums: dict[str, Any] = {"val_clips": 0.0, "val_top1": 0.0, "val_top5": 0.0, "val_skipped": 0.0}
     failed: list[str] = []
-    for batch in loader:
+    for batch in _iterate(loader):
         with autocast(device, amp):
             logits, labels = forward_views(model, batch, device, mean, std)
         logits = logits.float().mean(dim=1)
