@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -86,7 +87,10 @@ def harp_trial(config: dict[str, Any], *, base: dict[str, Any], sweep_dir: str) 
     cfg = trial_config(base, config)
     extras = measure_costs(cfg, _extra_objectives(base))
     context = ray.tune.get_context()
-    if cfg.train.num_workers <= 1:
+    # HARP_FORCE_TORCHTRAINER=1 (bench/sweep_overhead.py) runs even 1-worker trials through a
+    # TorchTrainer, to measure the start-up that in-process trials avoid.
+    force_trainer = os.environ.get("HARP_FORCE_TORCHTRAINER") == "1"
+    if cfg.train.num_workers <= 1 and not force_trainer:
         from harp.train.loop import TuneSession, train_loop
 
         class _Session(TuneSession):

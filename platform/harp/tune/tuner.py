@@ -274,6 +274,7 @@ def run_sweep(
     raw_space: dict[str, Any] | None = None,
     verbose: int = 1,
     extra_callbacks: tuple = (),
+    stop: Any = None,
 ) -> SweepOutcome:
     """Run (or resume) the sweep; Ray must already be initialised (see ``ray_session``)."""
     from ray import tune
@@ -341,6 +342,7 @@ def run_sweep(
             ),
             failure_config=FailureConfig(max_failures=max(0, cfg.sweep.max_failures), fail_fast=False),
             callbacks=callbacks,
+            stop=stop,
             verbose=verbose,
             progress_reporter=reporter if verbose else None,
             log_to_file=True,

@@ -1,0 +1,122 @@
+"""Trial overhead: a sweep of K very short trials vs the same training in a plain loop.
+
+    .venv/bin/python bench/sweep_overhead.py                 # K=3, tiny model, synthetic data
+    .venv/bin/python bench/sweep_overhead.py --trials 4 --steps 2 --json runs/bench_overhead.json
+
+Rows (each the same K trainings: 1 epoch of ``--steps`` optimiser steps + validation, 1 at a time):
+
+- plain loop: ``train_loop`` K times in this process, no Ray at all (the reference);
+- sweep, 1 worker in-process: harp's default for 1-worker trials (the loop inside the Tune trial);
+- sweep, 1 worker via TorchTrainer: what in-process trials avoid (``HARP_FORCE_TORCHTRAINER=1``);
+- sweep, 2 workers via TorchTrainer: data-parallel trials (DDP over gloo on CPU).
+
+Ray's own start-up (``ray.init`` with the dashboard) is timed once and reported apart; each sweep
+row is the wall time of ``Tuner.fit()`` including searcher, scheduler, checkpoints and W&B-off
+bookkeeping. ratio = sweep wall / plain wall; overhead/trial = (sweep - plain) / K.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _space(data_root: str, out: str, name: str, trials: int, steps: int, workers: int):
+    from harp.tune.space import parse_space
+
+    return parse_space(
+        {
+            "config": {
+                "data.root": data_root,
+                "data.num_workers": 0,
+                "train.epochs": 1,
+                "train.max_steps_per_epoch": steps,
+                "train.batch_size": 8,
+                "train.num_workers": workers,
+                "wandb.mode": "disabled",
+            },
+            "sweep": {"name": name, "output_dir": out, "searcher": "grid", "scheduler": "none",
+                      "max_concurrent_trials": 1, "max_failures": 0},
+            "params": {"optim.lr": {"type": "grid", "values": [10 ** (-2 - i / 2) for i in range(trials)]}},
+        },
+        name=name,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=3, help="K trials per row")
+    parser.add_argument("--steps", type=int, default=3, help="optimiser steps per trial (1 epoch)")
+    parser.add_argument("--data-root", default=None, help="synthetic data folder (default: a fresh small one in a temp dir)")
+    parser.add_argument("--skip-forced", action="store_true", help="skip the 1-worker TorchTrainer row")
+    parser.add_argument("--json", default=None, help="also write the rows as JSON")
+    args = parser.parse_args(argv)
+
+    from harp.config import load_config
+    from harp.data.manifest import ensure_manifest
+    from harp.train.loop import LocalSession, train_loop
+    from harp.tune.space import apply_params, base_config
+    from harp.tune.tuner import ray_session, run_sweep
+
+    work = Path(tempfile.mkdtemp(prefix="harp-bench-overhead-"))
+    data_root = args.data_root or str(work / "data")
+    seed_cfg = load_config([f"data.root={data_root}", "data.synth.num_classes=4", "data.synth.clips_per_class=10",
+                            "data.synth.max_size=64", "data.num_workers=0"])
+    ensure_manifest(seed_cfg.data, progress=False)
+    rows = []
+
+    # plain loop: the same K trainings, no Ray
+    space = _space(data_root, str(work / "runs"), "plain", args.trials, args.steps, 1)
+    cfg = base_config(space)
+    start = time.perf_counter()
+    for point in space.grid_points():
+        trial_cfg = apply_params(cfg, point)
+        train_loop(trial_cfg, LocalSession(trial_cfg, work / "plain" / str(point["optim.lr"])))
+    plain = time.perf_counter() - start
+    rows.append({"row": "plain loop (no Ray)", "workers": 1, "wall_s": plain})
+
+    start = time.perf_counter()
+    with ray_session(cfg, num_cpus=2):
+        ray_start = time.perf_counter() - start
+        cases = [("sweep, in-process trials", 1, False)]
+        if not args.skip_forced:
+            cases.append(("sweep, TorchTrainer per trial", 1, True))
+        cases.append(("sweep, TorchTrainer per trial (DDP)", 2, False))
+        for label, workers, forced in cases:
+            name = f"overhead-{workers}w{'-forced' if forced else ''}"
+            sweep_space = _space(data_root, str(work / "runs"), name, args.trials, args.steps, workers)
+            sweep_cfg = base_config(sweep_space)
+            os.environ["HARP_FORCE_TORCHTRAINER"] = "1" if forced else "0"
+            start = time.perf_counter()
+            outcome = run_sweep(sweep_cfg, sweep_space, verbose=0)
+            wall = time.perf_counter() - start
+            errors = [r.error for r in outcome.results if r.error is not None]
+            if errors:
+                print(f"{label}: {len(errors)} trials failed: {errors[0]}", file=sys.stderr)
+            rows.append({"row": label, "workers": workers, "wall_s": wall})
+        os.environ.pop("HARP_FORCE_TORCHTRAINER", None)
+
+    print(f"\nTrial overhead: K={args.trials} trials x 1 epoch of {args.steps} steps (tiny cnn3d_attention, "
+          f"batch 8, synthetic 4 classes), {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
+    print(f"Ray start-up (ray.init local + dashboard), once per sweep: {ray_start:.1f} s\n")
+    print(f"| {'row':<38} | workers | wall (s) | ratio vs plain | overhead / trial (s) |")
+    print(f"|{'-' * 40}|---------|----------|----------------|----------------------|")
+    for row in rows:
+        row["ratio"] = row["wall_s"] / plain
+        row["overhead_per_trial_s"] = (row["wall_s"] - plain) / args.trials
+        print(f"| {row['row']:<38} | {row['workers']:>7} | {row['wall_s']:>8.1f} | {row['ratio']:>14.2f} | {row['overhead_per_trial_s']:>20.1f} |")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"ray_start_s": ray_start, "trials": args.trials, "steps": args.steps, "rows": rows}, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
