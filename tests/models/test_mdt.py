@@ -1,0 +1,116 @@
+"""MDT-Net pieces, checked with numbers: deformable conv, Fourier motion salience, identity-at-init inserts."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from harp.errors import ConfigError
+from harp.models.deform import DeformConv2d, deform_conv2d
+from harp.models.mdt import MDTNet, motion_salience
+from harp.models.tsn import TSNNet
+
+TINY = dict(depth=18, width=0.25, layers=(1, 1, 1, 1))
+
+
+@pytest.mark.parametrize("stride,padding,dilation", [(1, 1, 1), (2, 1, 1), (1, 2, 2), (2, 0, 1)])
+def test_deform_conv_with_zero_offsets_is_conv2d(stride, padding, dilation):
+    torch.manual_seed(0)
+    x, w, b = torch.randn(2, 3, 9, 11), torch.randn(4, 3, 3, 3), torch.randn(4)
+    ref = F.conv2d(x, w, b, stride, padding, dilation)
+    offset = torch.zeros(2, 18, *ref.shape[-2:])
+    torch.testing.assert_close(deform_conv2d(x, offset, w, b, stride, padding, dilation), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_deform_conv_offsets_sample_shifted_and_interpolated_pixels():
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 3, 9, 11), torch.randn(4, 3, 3, 3)
+    right = torch.cat([x[..., 1:], torch.zeros_like(x[..., :1])], dim=-1)  # x one pixel to the right
+    down = torch.cat([x[..., 1:, :], torch.zeros_like(x[..., :1, :])], dim=-2)
+    for dy, dx, expected in ((0.0, 1.0, right), (1.0, 0.0, down), (0.0, 0.5, (x + right) / 2)):
+        offset = torch.zeros(2, 9, 2, 9, 11)
+        offset[:, :, 0], offset[:, :, 1] = dy, dx
+        out = deform_conv2d(x, offset.view(2, 18, 9, 11), w, None, 1, 1, 1)
+        ref = F.conv2d(expected, w, None, 1, 1)
+        # away from the first row/column, where the conv's zero padding would have been sampled instead
+        torch.testing.assert_close(out[..., 1:, 1:], ref[..., 1:, 1:], rtol=1e-5, atol=1e-5)
+
+
+def test_deform_conv_module_starts_as_conv_and_learns_offsets():
+    torch.manual_seed(0)
+    layer = DeformConv2d(3, 4, 3, dilation=2)
+    x = torch.randn(2, 3, 10, 10)
+    torch.testing.assert_close(layer(x), F.conv2d(x, layer.weight, None, 1, 2, 2), rtol=1e-5, atol=1e-5)
+    layer(x).square().sum().backward()
+    assert layer.offset.weight.grad.abs().sum() > 0  # the offsets get a gradient through grid_sample
+
+
+def test_motion_salience_is_the_temporal_fourier_energy():
+    torch.manual_seed(0)
+    static = torch.rand(3, 1, 3, 8, 8).expand(-1, 4, -1, -1, -1)
+    assert motion_salience(static).abs().max() == 0  # nothing moves: no salience
+    frames = torch.zeros(1, 2, 3, 8, 8)
+    frames[0, 1, :, 2:4, 5:7] = 1.0  # a patch appears in the second frame
+    frames[0, 1, 0, 6, 1] = 0.5  # a fainter change, in one colour channel only
+    s = motion_salience(frames)[0]
+    # two frames: rfft = [x0 + x1, x0 - x1]; energy = mean_c |x0 - x1|; normalised by its maximum
+    expected = (frames[0, 1] - frames[0, 0]).abs().mean(0)
+    torch.testing.assert_close(s, expected / expected.max())
+    assert s[2, 5] == 1 and abs(float(s[6, 1]) - 0.5 / 3) < 1e-6 and s[0, 0] == 0
+
+
+def _pair():
+    torch.manual_seed(0)
+    mdt = MDTNet(num_classes=3, dropout=0.0, frames=8, segment_frames=2, **TINY).eval()
+    tsn = TSNNet(num_classes=3, dropout=0.0, frames=4, **TINY).eval()
+    missing, unexpected = tsn.load_state_dict(mdt.state_dict(), strict=False)
+    assert not missing and unexpected  # MDT = TSN's parameters + its inserts
+    return mdt, tsn
+
+
+def test_mdt_inserts_are_identity_at_init():
+    """At init MDT equals TSN run on the salience-enhanced key frames (every learned insert is the identity)."""
+    mdt, tsn = _pair()
+    clip = torch.randn(2, 3, 8, 32, 32)
+    with torch.no_grad():
+        key, differences = mdt.key_frames(clip)
+        assert key.shape == (8, 3, 32, 32) and differences.shape == (8, 3, 32, 32)
+        raw_key = clip.view(2, 3, 4, 2, 32, 32)[:, :, :, 1]  # key frame of 2-frame segments: the 2nd
+        salience = motion_salience(clip.view(2, 3, 4, 2, 32, 32).permute(0, 2, 3, 1, 4, 5).flatten(0, 1))
+        torch.testing.assert_close(key.view(2, 4, 3, 32, 32), raw_key.transpose(1, 2) * (1 + salience.view(2, 4, 1, 32, 32)))
+        enhanced = key.view(2, 4, 3, 32, 32).transpose(1, 2)
+        torch.testing.assert_close(mdt(clip), tsn(enhanced), rtol=1e-4, atol=1e-5)
+    # Trained away from zero, the inserts change the output.
+    with torch.no_grad():
+        for module in mdt.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.fill_(1.0)
+        for name, p in mdt.named_parameters():
+            if "excite.1.expand" in name:
+                p.normal_(0, 0.1)
+        assert not torch.allclose(mdt(clip), tsn(enhanced), rtol=1e-3, atol=1e-4)
+
+
+def test_mdt_temporal_modules_see_other_segments():
+    """Changing one segment changes every segment's prediction (coarse difference, DCME, CE), unlike TSN."""
+    mdt, tsn = _pair()
+    with torch.no_grad():
+        for module in mdt.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.fill_(1.0)
+        for name, p in mdt.named_parameters():
+            if "excite.1.expand" in name:
+                p.normal_(0, 0.1)
+    clip = torch.randn(1, 3, 8, 32, 32)
+    bumped = clip.clone()
+    bumped[:, :, 6:8] += 1.0  # the last segment only
+    with torch.no_grad():
+        changed = (mdt.segment_logits(bumped) - mdt.segment_logits(clip)).abs().amax(-1)[0]
+    assert bool((changed > 1e-6).all())
+
+
+def test_mdt_segment_frames_must_divide_the_clip():
+    with pytest.raises(ConfigError, match="multiple of model.options.segment_frames"):
+        MDTNet(num_classes=3, dropout=0.0, frames=9, segment_frames=2, **TINY)
+    with pytest.raises(ConfigError, match="key_frame"):
+        MDTNet(num_classes=3, dropout=0.0, frames=10, segment_frames=5, key_frame=5, **TINY)
