@@ -13,10 +13,13 @@ from harp.models.tsn import TSNNet
 TINY = dict(depth=18, width=0.25, layers=(1, 1, 1, 1))
 
 
-@pytest.mark.parametrize("stride,padding,dilation", [(1, 1, 1), (2, 1, 1), (1, 2, 2), (2, 0, 1)])
-def test_deform_conv_with_zero_offsets_is_conv2d(stride, padding, dilation):
+@pytest.mark.parametrize(
+    "size,stride,padding,dilation",
+    [((9, 11), 1, 1, 1), ((9, 11), 2, 1, 1), ((9, 11), 1, 2, 2), ((9, 11), 2, 0, 1), ((1, 1), 1, 1, 1), ((2, 3), 1, 2, 2)],
+)
+def test_deform_conv_with_zero_offsets_is_conv2d(size, stride, padding, dilation):
     torch.manual_seed(0)
-    x, w, b = torch.randn(2, 3, 9, 11), torch.randn(4, 3, 3, 3), torch.randn(4)
+    x, w, b = torch.randn(2, 3, *size), torch.randn(4, 3, 3, 3), torch.randn(4)
     ref = F.conv2d(x, w, b, stride, padding, dilation)
     offset = torch.zeros(2, 18, *ref.shape[-2:])
     torch.testing.assert_close(deform_conv2d(x, offset, w, b, stride, padding, dilation), ref, rtol=1e-5, atol=1e-5)

@@ -47,11 +47,11 @@ def deform_conv2d(
     offset = offset.view(n, taps, 2, ho, wo)
     py = base_y.unsqueeze(0) + offset[:, :, 0]  # (N, taps, Ho, Wo)
     px = base_x.unsqueeze(0) + offset[:, :, 1]
-    # grid_sample with align_corners=True: -1 and 1 are the centres of the first and last pixels.
-    gy = 2.0 * py / max(h - 1, 1) - 1.0
-    gx = 2.0 * px / max(w - 1, 1) - 1.0
+    # grid_sample with align_corners=False: pixel i's centre is at (2i + 1) / size - 1 (exact for 1-pixel maps too).
+    gy = (2.0 * py + 1.0) / h - 1.0
+    gx = (2.0 * px + 1.0) / w - 1.0
     grid = torch.stack((gx, gy), dim=-1).view(n, taps * ho, wo, 2)
-    samples = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    samples = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     columns = samples.view(n, c * taps, ho * wo)  # channel-major, then tap: matches weight.view(O, C*taps)
     out = torch.matmul(weight.reshape(out_channels, c * taps), columns).view(n, out_channels, ho, wo)
     if bias is not None:

@@ -16,7 +16,7 @@ segment (the paper: 5 per segment, key frame = the 4th; ``key_frame`` option, de
    key frames of the clip.
 2. Fine temporal granularity (step 3, intra-segment): the differences of consecutive frames within a
    segment (or of neighbouring key frames when a segment has one frame), stacked on channels, go
-   through a strided 3x3 conv + BN + ReLU into the stem's resolution and are added to the key frame's
+   through a strided 3x3 conv + ReLU + BN into the stem's resolution and are added to the key frame's
    stem features (``fine_diff``; its BN starts at zero).
 3. Coarse temporal granularity (step 3, inter-segment): at the input of each stage (the residual
    branch of ``layerN.0``), the difference of neighbouring segments' features, squeezed to C/r,
@@ -96,7 +96,8 @@ class FineDifference(nn.Module):
         nn.init.zeros_(self.bn.weight)
 
     def forward(self, differences: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.bn(self.conv(differences)))
+        # ReLU before the zero-initialised BN, so the BN's scale gets a gradient from the first step.
+        return self.bn(self.relu(self.conv(differences)))
 
 
 class CoarseDifference(nn.Module):
