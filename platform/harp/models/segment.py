@@ -20,7 +20,14 @@ from harp.errors import ConfigError
 from harp.models.resnet2d import DEPTHS, TORCHVISION_IMAGENET, BasicBlock, Bottleneck, ResNet2d
 from harp.models.spec import BuildArgs
 
-__all__ = ["Segments", "FrameNet", "SegmentConsensusNet", "backbone_options", "imagenet_checkpoints"]
+__all__ = [
+    "Segments",
+    "FrameNet",
+    "SegmentConsensusNet",
+    "backbone_options",
+    "imagenet_checkpoints",
+    "convert_tsm_repo_keys",
+]
 
 
 class Segments:
@@ -127,3 +134,22 @@ def backbone_options(args: BuildArgs, family: str, extra: Mapping[str, Any] = {}
 def imagenet_checkpoints(depth: int = 50) -> dict[str, str]:
     """The ``imagenet`` source: torchvision's ImageNet ResNet file for the family's base depth."""
     return {"imagenet": TORCHVISION_IMAGENET[depth]}
+
+
+def convert_tsm_repo_keys(state: dict[str, torch.Tensor], source: str, model: nn.Module) -> dict[str, torch.Tensor]:
+    """Key names of the TSN/TSM reference code (mit-han-lab/temporal-shift-module) -> torchvision's.
+
+    Its checkpoints (e.g. ``TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e50.pth``, loaded
+    with ``file:``) name the backbone ``base_model.`` (after DDP's ``module.``), wrap each shifted
+    ``conv1`` as ``conv1.net`` and call the classifier ``new_fc``. torchvision-named files pass unchanged.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("module."):
+            key = key[len("module.") :]
+        if key.startswith("base_model."):
+            key = key[len("base_model.") :]
+        elif key.startswith("new_fc."):
+            key = "fc." + key[len("new_fc.") :]
+        out[key.replace(".conv1.net.", ".conv1.")] = value
+    return out

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from harp.errors import ConfigError
-from harp.models.segment import SegmentConsensusNet, Segments, backbone_options, imagenet_checkpoints
+from harp.models.segment import SegmentConsensusNet, Segments, backbone_options, convert_tsm_repo_keys, imagenet_checkpoints
 from harp.models.spec import IMAGENET_MEAN, IMAGENET_STD, BuildArgs, FamilySpec, SizePreset
 from harp.models.tsn import TINY_BACKBONE
 
@@ -141,7 +141,7 @@ def convert_state_dict(state: dict[str, torch.Tensor], source: str, model: nn.Mo
     """
     own = model.state_dict()
     out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
+    for key, value in convert_tsm_repo_keys(state, source, model).items():
         match = _CONV2.match(key)
         target = f"{match.group(1)}.conv2.spatial.0.weight" if match else None
         if match is None or target not in own or value.dim() != 4 or value.shape[0] != value.shape[1]:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from harp.errors import ConfigError
-from harp.models.segment import SegmentConsensusNet, Segments, backbone_options, imagenet_checkpoints
+from harp.models.segment import SegmentConsensusNet, Segments, backbone_options, convert_tsm_repo_keys, imagenet_checkpoints
 from harp.models.spec import IMAGENET_MEAN, IMAGENET_STD, BuildArgs, FamilySpec, SizePreset
 from harp.models.tsn import TINY_BACKBONE
 
@@ -90,4 +90,5 @@ TSM = FamilySpec(
     pretrained_sources=("imagenet",),
     hub_checkpoints=imagenet_checkpoints(50),
     head_prefixes=("fc.",),
+    convert_state_dict=convert_tsm_repo_keys,  # torchvision files, and the TSM reference code's checkpoints
 )

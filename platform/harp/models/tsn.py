@@ -10,7 +10,7 @@ and with a single frame it cannot tell a motion from its reverse.
 """
 from __future__ import annotations
 
-from harp.models.segment import SegmentConsensusNet, backbone_options, imagenet_checkpoints
+from harp.models.segment import SegmentConsensusNet, convert_tsm_repo_keys, backbone_options, imagenet_checkpoints
 from harp.models.spec import IMAGENET_MEAN, IMAGENET_STD, BuildArgs, FamilySpec, SizePreset
 
 __all__ = ["TSN", "TSNNet", "build"]
@@ -45,4 +45,5 @@ TSN = FamilySpec(
     pretrained_sources=("imagenet",),
     hub_checkpoints=imagenet_checkpoints(50),
     head_prefixes=("fc.",),
+    convert_state_dict=convert_tsm_repo_keys,  # torchvision files, and the TSM reference code's checkpoints
 )
