@@ -58,13 +58,12 @@ def install(monkeypatch) -> dict:
         from harp.models import resolve
 
         resolved = resolve(loop.model_config(cfg), len(CLASSES))
-        return loop.RunData(class_names=list(CLASSES), model=resolved, frames=resolved.frames, frame_size=resolved.frame_size)
+        sizes = {"train": settings["train"], "val": settings["val"]}
+        return loop.RunData(class_names=list(CLASSES), model=resolved, frames=resolved.frames, frame_size=resolved.frame_size, split_sizes=sizes)
 
     def open_datasets(cfg, run):
-        return (
-            FakeClips(settings["train"], run.frames, run.frame_size, cfg.data.seed, True, settings["bad"]),
-            FakeClips(settings["val"], run.frames, run.frame_size, cfg.data.seed + 1, False),
-        )
+        val = FakeClips(settings["val"], run.frames, run.frame_size, cfg.data.seed + 1, False) if settings["val"] else None
+        return FakeClips(settings["train"], run.frames, run.frame_size, cfg.data.seed, True, settings["bad"]), val
 
     def make_loader(dataset, batch_size, *, sampler, num_workers, drop_last=False):
         # like the real loader: persistent worker processes that keep their RNG across epochs

@@ -118,3 +118,11 @@ def test_bf16_autocast_step_cap_smoothing_and_clipping(tmp_path, fake_data):
     assert [m["global_step"] for m in history] == [2, 4]  # 2 optimiser steps (of 2 micro-batches each) per epoch
     assert all(math.isfinite(m["train_loss"]) and math.isfinite(m["val_loss"]) for m in history)
     assert history[0]["lr"] == pytest.approx(cfg.optim.lr)  # end of the 1-epoch warmup
+
+
+def test_without_a_val_split_val_metrics_are_nan_and_training_goes_on(tmp_path, fake_data):
+    fake_data["val"] = 0
+    cfg = _cfg(tmp_path, "train.epochs=1", "train.max_steps_per_epoch=1")
+    history = train_loop(cfg, LocalSession(cfg, tmp_path / "run"))
+    assert math.isnan(history[0]["val_top1"]) and math.isnan(history[0]["val_loss"])
+    assert math.isfinite(history[0]["train_loss"]) and (tmp_path / "run" / "best" / "model.safetensors").is_file()

@@ -241,6 +241,7 @@ class RunData:
     model: Any  # harp.models.registry.ResolvedModel
     frames: int
     frame_size: int
+    split_sizes: dict[str, int] = dataclasses.field(default_factory=dict)  # usable videos per split
 
 
 def resolve_run(cfg: HarpConfig, num_classes: int | None = None) -> RunData:
@@ -252,12 +253,14 @@ def resolve_run(cfg: HarpConfig, num_classes: int | None = None) -> RunData:
     from harp.data.manifest import class_names, ensure_manifest, load_manifest
     from harp.models import resolve
 
-    names = class_names(load_manifest(ensure_manifest(cfg.data, progress=False)))
+    df = load_manifest(ensure_manifest(cfg.data, progress=False))
+    names = class_names(df)
+    sizes = {str(k): int(v) for k, v in df[df["error"] == ""]["split"].value_counts().items()}
     if num_classes is not None and num_classes != len(names):
         raise HarpError(f"the model has {num_classes} classes but the data set has {len(names)}; check data.* against the checkpoint")
     model_cfg = model_config(cfg)
     resolved = resolve(model_cfg, len(names))
-    return RunData(class_names=list(names), model=resolved, frames=resolved.frames, frame_size=resolved.frame_size)
+    return RunData(class_names=list(names), model=resolved, frames=resolved.frames, frame_size=resolved.frame_size, split_sizes=sizes)
 
 
 def model_config(cfg: HarpConfig):
@@ -325,14 +328,15 @@ def model_input(clip: torch.Tensor, mean, std) -> torch.Tensor:
     return to_model_input(clip, mean, std)
 
 
-def open_datasets(cfg: HarpConfig, run: RunData) -> tuple[Any, Any]:
-    """(train, val) map-style datasets of the data pipeline for the model's clip shape."""
+def open_datasets(cfg: HarpConfig, run: RunData) -> tuple[Any, Any | None]:
+    """(train, val or None when the manifest has no val split) datasets for the model's clip shape."""
     from harp.data.loader import build_dataset
 
-    return (
-        build_dataset(cfg, "train", True, run.frames, run.frame_size),
-        build_dataset(cfg, "val", False, run.frames, run.frame_size),
-    )
+    train = build_dataset(cfg, "train", True, run.frames, run.frame_size)
+    if not run.split_sizes.get("val"):
+        log.warning("the manifest has no val split: val_* metrics are NaN (set data.val_fraction > 0 and re-index)")
+        return train, None
+    return train, build_dataset(cfg, "val", False, run.frames, run.frame_size)
 
 
 def make_loader(dataset: Any, batch_size: int, *, sampler: Sampler, num_workers: int, drop_last: bool = False) -> Any:
@@ -445,10 +449,8 @@ def train_loop(cfg: HarpConfig, session: TrainSession) -> list[dict[str, float]]
     drop_last = len(train_sampler) >= micro * 2  # never a 1-clip batch at the end (BatchNorm), never an empty epoch
     train_loader = make_loader(SeededItems(train_ds), micro, sampler=train_sampler, num_workers=cfg.data.num_workers, drop_last=drop_last)
     val_loader = None
-    if len(val_ds) > 0:
+    if val_ds is not None:
         val_loader = make_loader(val_ds, micro, sampler=ShardSampler(len(val_ds), rank, world), num_workers=cfg.data.num_workers)
-    else:
-        log.warning("the val split is empty: val_* metrics are NaN (set data.val_fraction > 0)")
 
     micro_per_epoch = len(train_loader)
     if cfg.train.max_steps_per_epoch:
@@ -615,6 +617,7 @@ def _train_epoch(
 
 @torch.no_grad()
 def _validate(model: nn.Module, loader: Any, device: torch.device, amp: torch.dtype | None, mean, std) -> dict[str, float]:
+    model = unwrap(model)  # no DDP collectives: ranks may hold unequal shares of the val split
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     sums: dict[str, Any] = {"val_clips": 0.0, "val_top1": 0.0, "val_top5": 0.0, "val_skipped": 0.0}
