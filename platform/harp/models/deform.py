@@ -80,7 +80,6 @@ class DeformConv2d(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.offset = nn.Conv2d(in_channels, 2 * kernel_size * kernel_size, 3, stride=stride, padding=1)
-        self.offset._harp_custom_init = True
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
         self.reset_parameters_after_backbone()
 

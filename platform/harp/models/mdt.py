@@ -160,7 +160,6 @@ class ChannelExcitation(nn.Module):
         self.squeeze = nn.Conv2d(channels, reduced, 1)
         self.temporal = nn.Conv1d(reduced, reduced, 3, padding=1)
         self.expand = nn.Conv2d(reduced, channels, 1)
-        self.expand._harp_custom_init = True
 
     def reset_parameters_after_backbone(self) -> None:
         nn.init.zeros_(self.expand.weight)

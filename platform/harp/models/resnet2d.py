@@ -167,7 +167,7 @@ class ResNet2d(nn.Module):
         self.fc = nn.Linear(self.feature_dim, num_classes) if num_classes > 0 else None
 
         for m in self.modules():
-            if isinstance(m, nn.Conv2d) and not getattr(m, "_harp_custom_init", False):
+            if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -179,7 +179,8 @@ class ResNet2d(nn.Module):
                     nn.init.zeros_(m.bn3.weight)
                 elif isinstance(m, BasicBlock):
                     nn.init.zeros_(m.bn2.weight)
-        # Inserted modules may want a specific start (identity shifts, zero offsets): let them re-init.
+        # Inserted modules may want a specific start (identity temporal convs, zero offsets, zero gates):
+        # they define reset_parameters_after_backbone(), called after the backbone's own init above.
         for m in self.modules():
             if m is not self and hasattr(m, "reset_parameters_after_backbone"):
                 m.reset_parameters_after_backbone()

@@ -50,9 +50,9 @@ class FrameNet(ResNet2d):
     def __init__(
         self,
         *,
-        depth: int,
-        width: float,
         frames: int,
+        depth: int = 50,
+        width: float = 1.0,
         layers: tuple[int, int, int, int] | None = None,
         segments: Segments | None = None,
         **hooks: Any,

@@ -14,7 +14,8 @@ TSN's ResNet with two inserts in every residual block:
 
 The ``imagenet`` source converts torchvision's ``conv2.weight`` (C x C x 3 x 3) into the three spatial
 convs by taking its diagonal blocks (fragment to itself); the temporal convs start as the identity, so
-an ImageNet start is the 2D network with a block-diagonal ``conv2``.
+at an ImageNet start every frame goes through a Res2Net-style hierarchical ``conv2`` made of
+torchvision's weights, and frames first interact through ME.
 """
 from __future__ import annotations
 
@@ -66,8 +67,6 @@ class MotionExcitation(nn.Module):
 class MultipleTemporalAggregation(nn.Module):
     """TEA's MTA module, a drop-in for a block's 3x3 ``conv2`` (same in/out channels and stride)."""
 
-    _harp_custom_init = True
-
     def __init__(self, conv2: nn.Conv2d, segments: Segments, fragments: int = 4) -> None:
         super().__init__()
         channels = conv2.in_channels
@@ -86,7 +85,7 @@ class MultipleTemporalAggregation(nn.Module):
         self.pool = nn.AvgPool2d(3, stride=self.stride, padding=1) if self.stride != 1 else nn.Identity()
 
     def reset_parameters_after_backbone(self) -> None:
-        """Temporal convs start as the identity (centre tap 1): MTA then equals a block-diagonal conv2."""
+        """Temporal convs start as the identity (centre tap 1): MTA starts as a per-frame hierarchical conv."""
         for conv in self.temporal:
             nn.init.zeros_(conv.weight)
             with torch.no_grad():
