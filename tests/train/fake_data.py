@@ -54,7 +54,7 @@ def fake_data(monkeypatch):
 def install(monkeypatch) -> dict:
     settings = {"train": 32, "val": 16, "bad": frozenset()}
 
-    def resolve_run(cfg, num_classes=None):
+    def resolve_run(cfg):
         from harp.models import resolve
 
         resolved = resolve(loop.model_config(cfg), len(CLASSES))

@@ -109,6 +109,9 @@ def test_batch_size_must_split_over_workers_and_accumulation(tmp_path, fake_data
     cfg = _cfg(tmp_path, "train.epochs=1", "train.batch_size=6", "train.grad_accum_steps=4")
     with pytest.raises(HarpError, match="divisible"):
         train_loop(cfg, LocalSession(cfg, tmp_path / "run"))
+    cfg = _cfg(tmp_path, "train.epochs=1", "sampling.num_frames=8")  # BASE sets model.frames=4
+    with pytest.raises(HarpError, match="sampling.num_frames=8"):
+        train_loop(cfg, LocalSession(cfg, tmp_path / "run"))
 
 
 def test_bf16_autocast_step_cap_smoothing_and_clipping(tmp_path, fake_data):

@@ -12,7 +12,9 @@ finished epoch (metrics + a checkpoint directory) and where a resumed run starts
 
 Per epoch the loop reports ``epoch`` (completed epochs, 1-based: ASHA's time_attr), ``train_loss``,
 ``val_loss``, ``val_top1``, ``val_top5``, ``lr``, ``clips_per_s``, ``data_wait_frac``,
-``skipped_files``, ``global_step``, and saves a checkpoint that resumes the run exactly.
+``skipped_files`` (+ ``global_step``, ``epoch_time_s``, ``num_workers``), and saves a checkpoint
+that resumes the run exactly (weights, optimiser, scheduler, RNG; data order and augmentation are
+functions of (seed, epoch, sample), so loader workers do not break it).
 """
 from __future__ import annotations
 
@@ -244,7 +246,7 @@ class RunData:
     split_sizes: dict[str, int] = dataclasses.field(default_factory=dict)  # usable videos per split
 
 
-def resolve_run(cfg: HarpConfig, num_classes: int | None = None) -> RunData:
+def resolve_run(cfg: HarpConfig) -> RunData:
     """Manifest (synthesised/indexed when missing), class names, and the model's clip shape.
 
     ``sampling.num_frames`` overrides the family's default frames, for the model as well as the
@@ -256,17 +258,17 @@ def resolve_run(cfg: HarpConfig, num_classes: int | None = None) -> RunData:
     df = load_manifest(ensure_manifest(cfg.data, progress=False))
     names = class_names(df)
     sizes = {str(k): int(v) for k, v in df[df["error"] == ""]["split"].value_counts().items()}
-    if num_classes is not None and num_classes != len(names):
-        raise HarpError(f"the model has {num_classes} classes but the data set has {len(names)}; check data.* against the checkpoint")
-    model_cfg = model_config(cfg)
-    resolved = resolve(model_cfg, len(names))
+    resolved = resolve(model_config(cfg), len(names))
     return RunData(class_names=list(names), model=resolved, frames=resolved.frames, frame_size=resolved.frame_size, split_sizes=sizes)
 
 
 def model_config(cfg: HarpConfig):
     """cfg.model with ``sampling.num_frames`` applied as the model's frames (when set)."""
-    if cfg.sampling.num_frames and not cfg.model.frames:
-        return dataclasses.replace(cfg.model, frames=cfg.sampling.num_frames)
+    frames, sampled = cfg.model.frames, cfg.sampling.num_frames
+    if sampled and frames and sampled != frames:
+        raise ConfigError(f"model.frames={frames} but sampling.num_frames={sampled}: the model would get clips of another length; set one of them")
+    if sampled and not frames:
+        return dataclasses.replace(cfg.model, frames=sampled)
     return cfg.model
 
 
