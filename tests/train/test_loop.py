@@ -129,3 +129,9 @@ def test_without_a_val_split_val_metrics_are_nan_and_training_goes_on(tmp_path, 
     history = train_loop(cfg, LocalSession(cfg, tmp_path / "run"))
     assert math.isnan(history[0]["val_top1"]) and math.isnan(history[0]["val_loss"])
     assert math.isfinite(history[0]["train_loss"]) and (tmp_path / "run" / "best" / "model.safetensors").is_file()
+
+
+def test_divergence_fails_with_a_clear_error(tmp_path, fake_data):
+    cfg = _cfg(tmp_path, "train.epochs=1", "optim.name=sgd", "optim.lr=1e12", "optim.schedule=none", "optim.momentum=0.0")
+    with pytest.raises(HarpError, match="diverged"):
+        train_loop(cfg, LocalSession(cfg, tmp_path / "run"))

@@ -532,6 +532,11 @@ def train_loop(cfg: HarpConfig, session: TrainSession) -> list[dict[str, float]]
     return history
 
 
+def _check_finite(loss_sum: torch.Tensor, steps: int) -> None:
+    if not torch.isfinite(loss_sum):
+        raise HarpError(f"training diverged: the loss is {loss_sum.item()} by optimiser step {steps} of this epoch; lower optim.lr or set train.clip_grad_norm")
+
+
 def _iterate(loader: Any) -> Iterator[Any]:
     """iter(loader) without touching torch's global RNG (a DataLoader draws its workers' base seed
     from it, once per iterator, or not at all when persistent workers are reset), so the model's
@@ -566,6 +571,7 @@ def _train_epoch(
     clips = skipped = steps = 0
     failed: list[str] = []
     wait = 0.0
+    check_every = 50 if device.type == "cuda" else 1  # the check syncs the GPU: not every step there
     optimizer.zero_grad(set_to_none=True)
     start = time.perf_counter()
     iterator = _iterate(loader)
@@ -590,8 +596,6 @@ def _train_epoch(
             if penalty is not None:
                 total = total + penalty
             (total / group_size).backward()
-        if not torch.isfinite(loss):
-            raise HarpError(f"training diverged: loss is {loss.item()} at step {steps}; lower optim.lr or enable train.clip_grad_norm")
         loss_sum += loss.detach().double() * labels.shape[0]
         clips += labels.shape[0]
         skipped += batch_skipped(batch)
@@ -603,7 +607,10 @@ def _train_epoch(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             steps += 1
+            if steps % check_every == 0:
+                _check_finite(loss_sum, steps)
     del iterator
+    _check_finite(loss_sum, steps)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return {
