@@ -123,3 +123,50 @@ def test_c3d_parameter_names_are_the_sports1m_ports():
     assert list(model.state_dict()) == [f"{n}.{p}" for n in layers for p in ("weight", "bias")]
     with pytest.raises(ConfigError, match="fc_grid"):
         build_model(ModelConfig(family="c3d", num_classes=2, options={"fc_grid": [4, 4]}))
+
+
+def _moving_squares(n: int, seed: int, frames: int = 6, size: int = 24):
+    """Bright 5x5 squares moving 2 px/frame left (0) or right (1), wrapping around, from random
+    positions, in noise: a single frame says nothing about the direction, two frames do."""
+    g = torch.Generator().manual_seed(seed)
+    x = 0.1 * torch.randn(n, 3, frames, size, size, generator=g)
+    y = torch.arange(n) % 2
+    x0 = torch.randint(0, size, (n,), generator=g)
+    y0 = torch.randint(0, size - 5, (n,), generator=g)
+    for i in range(n):
+        step = 2 if y[i] else -2
+        for t in range(frames):
+            cols = [(int(x0[i]) + step * t + k) % size for k in range(5)]
+            x[i, :, t, int(y0[i]) : int(y0[i]) + 5, cols] += 1.0
+    return x, y
+
+
+def _fit_and_score(train, test, steps: int = 80) -> float:
+    torch.manual_seed(0)
+    x = train[0]
+    model = build_model(ModelConfig(family="cnn3d_attention", size="tiny", num_classes=2, frames=x.shape[2], frame_size=x.shape[-1]))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    (xtr, ytr), (xte, yte) = train, test
+    for _ in range(steps):
+        idx = torch.randint(0, len(ytr), (16,), generator=g)
+        loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        return (model(xte).argmax(1) == yte).float().mean().item()
+
+
+def test_cnn3d_attention_sees_motion_direction_a_single_frame_cannot():
+    (xtr, ytr), (xte, yte) = _moving_squares(256, seed=0), _moving_squares(128, seed=1)
+    motion = _fit_and_score((xtr, ytr), (xte, yte))
+
+    def still(x):  # the first frame repeated: same appearance, no motion
+        return x[:, :, :1].expand_as(x).contiguous()
+
+    single = _fit_and_score((still(xtr), ytr), (still(xte), yte))
+    # (measured: 1.00 vs 0.50; 0.99 already after 60 steps)
+    assert motion >= 0.9, f"3D conv + gate on moving squares: {motion:.2f}"
+    assert single <= 0.65, f"the same net on a repeated single frame: {single:.2f}"
