@@ -74,6 +74,18 @@ def test_harp_evaluate_averages_softmax_over_clips_and_crops(trained, synthetic_
     assert metrics["top1"] == pytest.approx(correct / n)
 
 
+def test_harp_train_resume_continues_the_run_in_its_directory(trained, capsys):
+    run_dir, args = trained
+    if not (run_dir / "latest").exists():
+        assert harp(args) == 0
+    assert harp(["train", "--resume", str(run_dir), "train.epochs=3"]) == 0  # config from the checkpoint
+    text = capsys.readouterr().out
+    assert "epoch 3/3" in text and "epoch 1/3" not in text and "epoch 2/3" not in text
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history][-3:] == [1, 2, 3]
+    assert (run_dir / "latest").resolve().name == "epoch_0003"
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert harp(["evaluate", str(tmp_path)]) == 2
     assert "no config.yaml" in capsys.readouterr().err

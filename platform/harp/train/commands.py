@@ -106,19 +106,24 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--config", help="a YAML config file (e.g. an exported best/config.yaml)")
     parser.add_argument("--name", help="run name (default: <family>-<timestamp>); runs go to train.output_dir/NAME")
-    parser.add_argument("--resume", help="one worker: a checkpoint directory or run directory to resume from exactly")
+    parser.add_argument("--resume", help="one worker: a checkpoint directory or run directory to resume from exactly "
+                        "(continues in that run's directory unless --name is given)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.family=tsm optim.lr=0.01")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    cfg = load_config(args.overrides, args.config)
-    name = args.name or default_run_name(cfg)
+    resume = resolve_resume(args.resume) if args.resume else None
+    # a resumed run starts from its own config (overrides on top, e.g. train.epochs=20)
+    cfg = load_config(args.overrides, args.config or (resume / "config.yaml" if resume else None))
     output_dir = Path(cfg.train.output_dir)
+    name = args.name or default_run_name(cfg)
+    if resume is not None and not args.name and resume.parent.name == "checkpoints":
+        # resuming a local run continues in its own directory (history, best/latest, ranking)
+        output_dir, name = resume.parent.parent.parent, resume.parent.parent.name
     print(f"harp train: {cfg.model.family} ({cfg.model.size}), {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, "
           f"{cfg.optim.name} lr {cfg.optim.lr:g}, {cfg.train.num_workers} worker(s), data {cfg.data.root}", flush=True)
     if cfg.train.num_workers == 1:
         run_dir = output_dir / name
-        resume = resolve_resume(args.resume) if args.resume else None
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
         out = train_local(cfg, run_dir, resume=resume)
