@@ -272,7 +272,14 @@ def pick_best(records: list[TrialRecord], metric: str, mode: str) -> TrialRecord
 # ------------------------------------------------------------------------------------------
 # export
 # ------------------------------------------------------------------------------------------
-def export_sweep(sweep_dir: str | Path, *, evaluate: bool = True, num_clips: int | None = None, num_crops: int | None = None) -> dict[str, Any]:
+def export_sweep(
+    sweep_dir: str | Path,
+    *,
+    evaluate: bool = True,
+    num_clips: int | None = None,
+    num_crops: int | None = None,
+    wandb_summary: bool = True,
+) -> dict[str, Any]:
     """Write ``trials.parquet`` and ``best/`` for a finished (or interrupted) sweep; returns a summary."""
     from harp.config.load import to_yaml
     from harp.train.checkpoint import read_config
@@ -327,7 +334,25 @@ def export_sweep(sweep_dir: str | Path, *, evaluate: bool = True, num_clips: int
         summary["protocol"] = {"split": trained.eval.split, "num_clips": clips, "num_crops": crops}
     (out / "metrics.json").write_text(json.dumps(_jsonable(summary), indent=2, sort_keys=True) + "\n")
     summary["best_dir"] = str(out)
+    if wandb_summary and cfg.wandb.mode != "disabled":
+        _log_wandb_summary(cfg, paths, frame, summary)
     return summary
+
+
+def _log_wandb_summary(cfg: Any, paths: Any, frame: Any, summary: Mapping[str, Any]) -> None:
+    """The sweep's W&B summary run: the trials table and the best config (never fails an export)."""
+    from harp.tune.wandb_logging import log_summary
+
+    best = {**dict(summary["params"]), "trial_id": summary["trial_id"], "checkpoint_epoch": summary.get("checkpoint_epoch")}
+    test = summary.get("test") or {}
+    for key in ("top1", "top5", "mean_class_accuracy"):
+        if isinstance(test.get(key), (int, float)):
+            best[f"test_{key}"] = test[key]
+    try:
+        log_summary(sweep_name=cfg.sweep.name, project=cfg.wandb.project, entity=cfg.wandb.entity, mode=cfg.wandb.mode,
+                    directory=paths.root, trials=frame, best=best)
+    except Exception as exc:
+        log.warning("W&B summary run failed: %s", exc)
 
 
 def _as_dict(cfg: Any) -> dict[str, Any]:

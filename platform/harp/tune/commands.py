@@ -125,10 +125,7 @@ def main(argv: list[str]) -> int:
 
 
 def _export_and_report(cfg: Any, paths: Any, wandb_mode: str) -> None:
-    import pandas as pd
-
     from harp.export import export_sweep
-    from harp.tune.wandb_logging import log_summary
 
     summary = export_sweep(paths.root)
     print(f"\nbest trial {summary['trial_id']} (best checkpoint: epoch {summary.get('checkpoint_epoch')}, "
@@ -143,19 +140,3 @@ def _export_and_report(cfg: Any, paths: Any, wandb_mode: str) -> None:
         print(f"test ({protocol.get('num_clips')} clips x {protocol.get('num_crops')} crops): " + ", ".join(shown))
     print(f"exported: {summary['best_dir']}/ (config.yaml, model.safetensors, metrics.json, confusion.png), {summary['trials_parquet']}")
     print(f"retrain:  harp train --config {summary['best_dir']}/config.yaml")
-    if wandb_mode != "disabled":
-        try:
-            best = {**{k: v for k, v in summary["params"].items()}, "trial_id": summary["trial_id"]}
-            if isinstance(test.get("top1"), (int, float)):
-                best["test_top1"] = test["top1"]
-            log_summary(
-                sweep_name=cfg.sweep.name,
-                project=cfg.wandb.project,
-                entity=cfg.wandb.entity,
-                mode=cfg.wandb.mode,
-                directory=paths.root,
-                trials=pd.read_parquet(paths.trials),
-                best=best,
-            )
-        except Exception as exc:  # the summary run is a convenience, never a failure
-            log.warning("W&B summary run failed: %s", exc)

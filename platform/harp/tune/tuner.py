@@ -314,14 +314,6 @@ def run_sweep(
         ),
         *extra_callbacks,
     ]
-    from ray.tune import CLIReporter
-
-    reporter = CLIReporter(
-        metric_columns={"epoch": "epoch", cfg.sweep.metric: cfg.sweep.metric, "val_loss": "val_loss", "clips_per_s": "clips/s"},
-        parameter_columns={k: k.rpartition(".")[2] for k in space.keys},
-        max_report_frequency=20,
-        sort_by_metric=False,
-    )
     tuner = Tuner(
         trainable,
         tune_config=TuneConfig(
@@ -343,8 +335,7 @@ def run_sweep(
             failure_config=FailureConfig(max_failures=max(0, cfg.sweep.max_failures), fail_fast=False),
             callbacks=callbacks,
             stop=stop,
-            verbose=verbose,
-            progress_reporter=reporter if verbose else None,
+            verbose=verbose,  # Tune's status table (trial, status, epoch, metrics), not a wall of logs
             log_to_file=True,
         ),
     )
