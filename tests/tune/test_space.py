@@ -45,16 +45,22 @@ def test_conditional_parameters_never_appear_where_they_do_not_apply():
     cfg = base_config(space)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
     seen = {"sgd": 0, "adamw": 0, "tsm": 0, "cnn3d_attention": 0}
-    for _ in range(60):
+    for i in range(60):
         trial = study.ask()
         params = space.sample(trial)
         assert ("optim.momentum" in params) == (params["optim.name"] == "sgd")
         assert ("model.options.fold_div" in params) == (params["model.family"] == "tsm")
-        assert set(trial.params) == set(params)  # Optuna only saw the applicable ones
+        # Optuna only saw the applicable ones (a key's alternatives are named key#i there)
+        assert {name.partition("#")[0] for name in trial.params} == set(params)
+        if params["optim.name"] == "sgd":
+            assert 1e-2 <= params["optim.lr"] <= 1e-1 and "optim.lr#0" in trial.params
+        else:
+            assert 2e-3 <= params["optim.lr"] <= 3e-2 and "optim.lr#1" in trial.params
         seen[params["optim.name"]] += 1
         seen[params["model.family"]] += 1
-        trial_cfg = apply_params(cfg, params)
-        assert trial_cfg.optim.name == params["optim.name"]
+        if i % 15 == 0:  # the sampled values make a valid config (slow-ish: a full validation)
+            trial_cfg = apply_params(cfg, params)
+            assert trial_cfg.optim.name == params["optim.name"] and trial_cfg.optim.lr == params["optim.lr"]
         study.tell(trial, 0.0)
     assert min(seen.values()) > 5
 
