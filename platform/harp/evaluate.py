@@ -45,7 +45,7 @@ def evaluate_checkpoint(
     """
     from harp.data.loader import build_dataset, build_loader, failed_paths
     from harp.train.checkpoint import check_checkpoint_dir, load_checkpoint, read_config, read_state
-    from harp.train.loop import autocast, autocast_dtype, build_run_model, forward_views, resolve_run
+    from harp.train.loop import autocast, autocast_dtype, build_run_model, default_device, forward_views, resolve_run
     from harp.train.metrics import confusion_matrix, mean_class_accuracy, per_class_accuracy, topk_correct
 
     checkpoint_dir = check_checkpoint_dir(checkpoint_dir)
@@ -57,7 +57,7 @@ def evaluate_checkpoint(
     if num_crops not in (1, 3):
         raise HarpError(f"--crops {num_crops}: use 1 (centre) or 3 (left/centre/right)")
     output_dir = Path(output_dir) if output_dir else checkpoint_dir / f"eval-{split}-{num_clips}x{num_crops}"
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() and cfg.train.use_gpu is not False else "cpu")
+    device = torch.device(device) if device is not None else default_device(cfg)
 
     run = resolve_run(cfg)
     saved_names = read_state(checkpoint_dir).get("class_names")
