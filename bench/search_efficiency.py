@@ -28,14 +28,16 @@ class EpochBudget(Stopper):
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
-        self.used = 0
+        self.seen: set[tuple[str, int]] = set()
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        self.used += 1
+        # Tune repeats a function trial's last result when it returns: count (trial, epoch) once
+        if "epoch" in result:
+            self.seen.add((trial_id, int(result["epoch"])))
         return False
 
     def stop_all(self) -> bool:
-        return self.used >= self.budget
+        return len(self.seen) >= self.budget
 
 
 class Progress(Callback):

@@ -10,7 +10,9 @@ Rows (each the same K trainings: 1 epoch of ``--steps`` optimiser steps + valida
 - sweep, 1 worker via TorchTrainer: what in-process trials avoid (``HARP_FORCE_TORCHTRAINER=1``);
 - sweep, 2 workers via TorchTrainer: data-parallel trials (DDP over gloo on CPU).
 
-Ray's own start-up (``ray.init`` with the dashboard) is timed once and reported apart; each sweep
+Ray's own start-up (``ray.init`` with the dashboard) is timed once and reported apart, and a
+1-trial warm-up sweep runs before the timed rows (the first sweep of a fresh Ray instance also
+pays for its worker pool); each sweep
 row is the wall time of ``Tuner.fit()`` including searcher, scheduler, checkpoints and W&B-off
 bookkeeping. ratio = sweep wall / plain wall; overhead/trial = (sweep - plain) / K.
 """
@@ -84,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     with ray_session(cfg, num_cpus=2):
         ray_start = time.perf_counter() - start
+        # warm-up (not reported): the first sweep of a fresh Ray instance pays its worker pool's start
+        warm = _space(data_root, str(work / "runs"), "warmup", 1, 1, 1)
+        run_sweep(base_config(warm), warm, verbose=0)
         cases = [("sweep, in-process trials", 1, False)]
         if not args.skip_forced:
             cases.append(("sweep, TorchTrainer per trial", 1, True))
