@@ -74,15 +74,6 @@ def _excite(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return x + x * torch.tanh(a)
 
 
-def _neighbour_difference(current: torch.Tensor, following: torch.Tensor, frames: int) -> torch.Tensor:
-    """``following_{t+1} - current_t`` for t < T-1, zeros for the last frame; ``(B*T, C, H, W)``."""
-    cur = current.view(-1, frames, *current.shape[1:])
-    nxt = following.view(-1, frames, *following.shape[1:])
-    diff = torch.zeros_like(cur)
-    diff[:, :-1] = nxt[:, 1:] - cur[:, :-1]
-    return diff.flatten(0, 1)
-
-
 class FineDifference(nn.Module):
     """Intra-segment frame differences -> stem-resolution features added to the key frame's stem."""
 
@@ -116,7 +107,7 @@ class CoarseDifference(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.squeeze(x)
-        diff = _neighbour_difference(f, f, self.segments.frames)
+        diff = self.segments.next_difference(f, f)
         return _excite(x, self.bn(self.expand(diff)))
 
 
@@ -142,7 +133,8 @@ class DeformableMotionExcitation(nn.Module):
         f = self.squeeze_bn(self.squeeze(x))
         t = self.segments.frames
         cur = f.view(-1, t, *f.shape[1:])
-        following = cur[:, 1:].flatten(0, 1)  # only frames that have a predecessor need the deform convs
+        # segments.next_difference with the deform convs run only on the frames that have a predecessor
+        following = cur[:, 1:].flatten(0, 1)
         moved = (self.deform_small(following) + self.deform_large(following)) / 2
         diff = torch.zeros_like(cur)
         diff[:, :-1] = moved.view(cur.shape[0], t - 1, *cur.shape[2:]) - cur[:, :-1]

@@ -40,6 +40,16 @@ class Segments:
         """``(B*T, ...)`` -> ``(B, T, ...)``."""
         return x.view(-1, self.frames, *x.shape[1:])
 
+    def next_difference(self, current: torch.Tensor, following: torch.Tensor) -> torch.Tensor:
+        """``following[t+1] - current[t]`` per clip, zeros for the last frame; all ``(B*T, ...)``.
+
+        ``following`` is ``current`` itself or a transform of it (TEA's ME, MDT's coarse difference).
+        """
+        cur, nxt = self.unfold(current), self.unfold(following)
+        diff = torch.zeros_like(cur)
+        diff[:, :-1] = nxt[:, 1:] - cur[:, :-1]
+        return diff.flatten(0, 1)
+
     def __repr__(self) -> str:  # shown in module reprs
         return f"Segments(frames={self.frames})"
 
@@ -105,12 +115,13 @@ class SegmentConsensusNet(FrameNet):
 BACKBONE_OPTIONS = ("depth", "width", "layers")
 
 
-def backbone_options(args: BuildArgs, family: str, extra: Mapping[str, Any] = {}) -> tuple[dict, dict]:
+def backbone_options(args: BuildArgs, family: str, extra: Mapping[str, Any] | None = None) -> tuple[dict, dict]:
     """Split ``args.options`` into backbone kwargs (depth, width, layers) and the family's own knobs.
 
     ``extra`` maps each family-specific option to its default. Unknown options fail in one line.
     """
     options = dict(args.options)
+    extra = extra or {}
     valid = (*BACKBONE_OPTIONS, *extra)
     unknown = sorted(set(options) - set(valid))
     if unknown:

@@ -32,15 +32,6 @@ from harp.models.tsn import TINY_BACKBONE
 __all__ = ["TEA", "MotionExcitation", "MultipleTemporalAggregation", "TEANet", "build", "convert_state_dict"]
 
 
-def _neighbour_difference(f: torch.Tensor, transformed_next: torch.Tensor, frames: int) -> torch.Tensor:
-    """``d_t = transformed(f_{t+1}) - f_t`` for t < T-1 and 0 for the last frame; ``(B*T, C, H, W)``."""
-    f = f.view(-1, frames, *f.shape[1:])
-    nxt = transformed_next.view(-1, frames, *transformed_next.shape[1:])
-    diff = torch.zeros_like(f)
-    diff[:, :-1] = nxt[:, 1:] - f[:, :-1]
-    return diff.flatten(0, 1)
-
-
 class MotionExcitation(nn.Module):
     """TEA's ME module on ``(B*T, C, H, W)`` features."""
 
@@ -57,7 +48,7 @@ class MotionExcitation(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         f = self.squeeze_bn(self.squeeze(x))
-        diff = _neighbour_difference(f, self.transform(f), self.segments.frames)
+        diff = self.segments.next_difference(f, self.transform(f))
         return torch.sigmoid(self.expand_bn(self.expand(self.pool(diff))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
