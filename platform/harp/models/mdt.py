@@ -133,7 +133,7 @@ class DeformableMotionExcitation(nn.Module):
         f = self.squeeze_bn(self.squeeze(x))
         t = self.segments.frames
         cur = f.view(-1, t, *f.shape[1:])
-        # segments.next_difference with the deform convs run only on the frames that have a predecessor
+        # as segments.next_difference, but the deform convs run only on frames 1..T-1 (the "next" frames)
         following = cur[:, 1:].flatten(0, 1)
         moved = (self.deform_small(following) + self.deform_large(following)) / 2
         diff = torch.zeros_like(cur)
