@@ -10,8 +10,9 @@ Rows (each the same K trainings: 1 epoch of ``--steps`` optimiser steps + valida
 - sweep, 1 worker via TorchTrainer: what in-process trials avoid (``HARP_FORCE_TORCHTRAINER=1``);
 - sweep, 2 workers via TorchTrainer: data-parallel trials (DDP over gloo on CPU).
 
-Ray's own start-up (``ray.init`` with the dashboard) is timed once and reported apart, and a
-1-trial warm-up sweep runs before the timed rows (the first sweep of a fresh Ray instance also
+Each sweep row gets its own Ray instance (Ray workers inherit the environment Ray started with,
+which is how the forced-TorchTrainer row is switched on); Ray's start-up is reported apart, and a
+1-trial warm-up sweep runs before each timed row (the first sweep of a fresh Ray instance also
 pays for its worker pool); each sweep
 row is the wall time of ``Tuner.fit()`` including searcher, scheduler, checkpoints and W&B-off
 bookkeeping. ratio = sweep wall / plain wall; overhead/trial = (sweep - plain) / K.
@@ -81,41 +82,45 @@ def main(argv: list[str] | None = None) -> int:
         trial_cfg = apply_params(cfg, point)
         train_loop(trial_cfg, LocalSession(trial_cfg, work / "plain" / str(point["optim.lr"])))
     plain = time.perf_counter() - start
-    rows.append({"row": "plain loop (no Ray)", "workers": 1, "wall_s": plain})
+    rows.append({"row": "plain loop (no Ray)", "workers": 1, "wall_s": plain, "torchtrainer": False})
 
-    start = time.perf_counter()
-    with ray_session(cfg, num_cpus=2):
-        ray_start = time.perf_counter() - start
-        # warm-up (not reported): the first sweep of a fresh Ray instance pays its worker pool's start
-        warm = _space(data_root, str(work / "runs"), "warmup", 1, 1, 1)
-        run_sweep(base_config(warm), warm, verbose=0)
-        cases = [("sweep, in-process trials", 1, False)]
-        if not args.skip_forced:
-            cases.append(("sweep, TorchTrainer per trial", 1, True))
-        cases.append(("sweep, TorchTrainer per trial (DDP)", 2, False))
-        for label, workers, forced in cases:
+    cases = [("sweep, in-process trials", 1, False)]
+    if not args.skip_forced:
+        cases.append(("sweep, TorchTrainer per trial", 1, True))
+    cases.append(("sweep, TorchTrainer per trial (DDP)", 2, False))
+    ray_starts = []
+    for label, workers, forced in cases:
+        # Ray workers inherit the environment Ray was started with: one Ray instance per row
+        os.environ["HARP_FORCE_TORCHTRAINER"] = "1" if forced else "0"
+        start = time.perf_counter()
+        with ray_session(cfg, num_cpus=2):
+            ray_starts.append(time.perf_counter() - start)
+            # warm-up (not reported): the first sweep of a fresh Ray instance pays its worker pool's start
+            warm = _space(data_root, str(work / "runs"), f"warmup-{len(ray_starts)}", 1, 1, workers)
+            run_sweep(base_config(warm), warm, verbose=0)
             name = f"overhead-{workers}w{'-forced' if forced else ''}"
             sweep_space = _space(data_root, str(work / "runs"), name, args.trials, args.steps, workers)
             sweep_cfg = base_config(sweep_space)
-            os.environ["HARP_FORCE_TORCHTRAINER"] = "1" if forced else "0"
             start = time.perf_counter()
             outcome = run_sweep(sweep_cfg, sweep_space, verbose=0)
             wall = time.perf_counter() - start
-            errors = [r.error for r in outcome.results if r.error is not None]
-            if errors:
-                print(f"{label}: {len(errors)} trials failed: {errors[0]}", file=sys.stderr)
-            rows.append({"row": label, "workers": workers, "wall_s": wall})
-        os.environ.pop("HARP_FORCE_TORCHTRAINER", None)
+        errors = [r.error for r in outcome.results if r.error is not None]
+        if errors:
+            print(f"{label}: {len(errors)} trials failed: {errors[0]}", file=sys.stderr)
+        used_trainer = any((p / "train_run.json").is_file() for p in (work / "runs" / name / "tune").glob("harp_trial_*"))
+        rows.append({"row": label, "workers": workers, "wall_s": wall, "torchtrainer": used_trainer})
+    os.environ.pop("HARP_FORCE_TORCHTRAINER", None)
+    ray_start = sum(ray_starts) / len(ray_starts)
 
     print(f"\nTrial overhead: K={args.trials} trials x 1 epoch of {args.steps} steps (tiny cnn3d_attention, "
           f"batch 8, synthetic 4 classes), {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
-    print(f"Ray start-up (ray.init local + dashboard), once per sweep: {ray_start:.1f} s\n")
-    print(f"| {'row':<38} | workers | wall (s) | ratio vs plain | overhead / trial (s) |")
-    print(f"|{'-' * 40}|---------|----------|----------------|----------------------|")
+    print(f"Ray start-up (ray.init local + dashboard), once per sweep: {ray_start:.1f} s (mean of {len(ray_starts)})\n")
+    print(f"| {'row':<38} | workers | TorchTrainer | wall (s) | ratio vs plain | overhead / trial (s) |")
+    print(f"|{'-' * 40}|---------|--------------|----------|----------------|----------------------|")
     for row in rows:
         row["ratio"] = row["wall_s"] / plain
         row["overhead_per_trial_s"] = (row["wall_s"] - plain) / args.trials
-        print(f"| {row['row']:<38} | {row['workers']:>7} | {row['wall_s']:>8.1f} | {row['ratio']:>14.2f} | {row['overhead_per_trial_s']:>20.1f} |")
+        print(f"| {row['row']:<38} | {row['workers']:>7} | {'yes' if row['torchtrainer'] else 'no':>12} | {row['wall_s']:>8.1f} | {row['ratio']:>14.2f} | {row['overhead_per_trial_s']:>20.1f} |")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"ray_start_s": ray_start, "trials": args.trials, "steps": args.steps, "rows": rows}, indent=2))
