@@ -12,7 +12,7 @@ from harp.config.schema import ModelConfig
 from harp.models import resolve
 from harp.models.pretrained import load_pretrained
 from harp.models.resnet2d import build_resnet2d
-from harp.models.tsn import TINY_BACKBONE
+from harp.models.segment import TINY_BACKBONE
 
 FAMILIES_2D = ("tsn", "tsm", "tea", "mdt", "late_fusion", "lrcn")
 

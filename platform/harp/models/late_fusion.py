@@ -14,9 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harp.models.segment import FrameNet, backbone_options, imagenet_checkpoints
-from harp.models.spec import IMAGENET_MEAN, IMAGENET_STD, BuildArgs, FamilySpec, SizePreset
-from harp.models.tsn import TINY_BACKBONE
+from harp.models.segment import FrameNet, TINY_BACKBONE, backbone_options, imagenet_resnet_spec
+from harp.models.spec import BuildArgs, SizePreset
 
 __all__ = ["LATE_FUSION", "LateFusionNet", "build"]
 
@@ -41,7 +40,7 @@ def build(args: BuildArgs) -> LateFusionNet:
     )
 
 
-LATE_FUSION = FamilySpec(
+LATE_FUSION = imagenet_resnet_spec(
     name="late_fusion",
     description="Late Fusion: shared 2D ResNet per frame, concatenated features into a fusion layer",
     paper="003_db44c2ad6d419e91.txt",
@@ -50,10 +49,5 @@ LATE_FUSION = FamilySpec(
         "tiny": SizePreset(frames=5, frame_size=32, options={**TINY_BACKBONE, "fusion_dim": 64}),
         "base": SizePreset(frames=5, frame_size=224, options={"depth": 50, "fusion_dim": 512}),
     },
-    mean=IMAGENET_MEAN,
-    std=IMAGENET_STD,
-    default_dropout=0.5,
-    pretrained_sources=("imagenet",),
-    hub_checkpoints=imagenet_checkpoints(50),
     head_prefixes=("fc.", "fusion."),
 )

@@ -13,9 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harp.models.segment import FrameNet, backbone_options, imagenet_checkpoints
-from harp.models.spec import IMAGENET_MEAN, IMAGENET_STD, BuildArgs, FamilySpec, SizePreset
-from harp.models.tsn import TINY_BACKBONE
+from harp.models.segment import FrameNet, TINY_BACKBONE, backbone_options, imagenet_resnet_spec
+from harp.models.spec import BuildArgs, SizePreset
 
 __all__ = ["LRCN", "LRCNNet", "build"]
 
@@ -48,7 +47,7 @@ def build(args: BuildArgs) -> LRCNNet:
     )
 
 
-LRCN = FamilySpec(
+LRCN = imagenet_resnet_spec(
     name="lrcn",
     description="LRCN: shared 2D ResNet per frame into an LSTM, per-step predictions averaged",
     paper="003_db44c2ad6d419e91.txt",
@@ -57,10 +56,4 @@ LRCN = FamilySpec(
         "tiny": SizePreset(frames=5, frame_size=32, options={**TINY_BACKBONE, "hidden": 32}),
         "base": SizePreset(frames=5, frame_size=224, options={"depth": 50, "hidden": 256}),
     },
-    mean=IMAGENET_MEAN,
-    std=IMAGENET_STD,
-    default_dropout=0.5,
-    pretrained_sources=("imagenet",),
-    hub_checkpoints=imagenet_checkpoints(50),
-    head_prefixes=("fc.",),
 )

@@ -38,9 +38,8 @@ from torch import nn
 
 from harp.errors import ConfigError
 from harp.models.deform import DeformConv2d
-from harp.models.segment import SegmentConsensusNet, Segments, backbone_options, imagenet_checkpoints
-from harp.models.spec import IMAGENET_MEAN, IMAGENET_STD, BuildArgs, FamilySpec, SizePreset
-from harp.models.tsn import TINY_BACKBONE
+from harp.models.segment import SegmentConsensusNet, Segments, TINY_BACKBONE, backbone_options, imagenet_resnet_spec
+from harp.models.spec import BuildArgs, SizePreset
 
 __all__ = [
     "MDT",
@@ -247,7 +246,7 @@ def build(args: BuildArgs) -> MDTNet:
     )
 
 
-MDT = FamilySpec(
+MDT = imagenet_resnet_spec(
     name="mdt",
     description="MDT-Net: Fourier motion salience, coarse/fine temporal differences, deformable motion + channel excitation on a ResNet-50 TSN",
     paper="004_027446030a329bb6.txt",
@@ -258,10 +257,4 @@ MDT = FamilySpec(
         # The paper: 8 segments x 5 frames (key frame = the 4th), 224x224, ImageNet ResNet-50.
         "base": SizePreset(frames=40, frame_size=224, options={"depth": 50, "segment_frames": 5}),
     },
-    mean=IMAGENET_MEAN,
-    std=IMAGENET_STD,
-    default_dropout=0.5,
-    pretrained_sources=("imagenet",),
-    hub_checkpoints=imagenet_checkpoints(50),
-    head_prefixes=("fc.",),
 )

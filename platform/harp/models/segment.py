@@ -18,7 +18,7 @@ from torch import nn
 
 from harp.errors import ConfigError
 from harp.models.resnet2d import DEPTHS, TORCHVISION_IMAGENET, BasicBlock, Bottleneck, ResNet2d
-from harp.models.spec import BuildArgs
+from harp.models.spec import IMAGENET_MEAN, IMAGENET_STD, BuildArgs, FamilySpec
 
 __all__ = [
     "Segments",
@@ -26,6 +26,8 @@ __all__ = [
     "SegmentConsensusNet",
     "backbone_options",
     "imagenet_checkpoints",
+    "imagenet_resnet_spec",
+    "TINY_BACKBONE",
     "convert_tsm_repo_keys",
 ]
 
@@ -145,6 +147,23 @@ def backbone_options(args: BuildArgs, family: str, extra: Mapping[str, Any] | No
 def imagenet_checkpoints(depth: int = 50) -> dict[str, str]:
     """The ``imagenet`` source: torchvision's ImageNet ResNet file for the family's base depth."""
     return {"imagenet": TORCHVISION_IMAGENET[depth]}
+
+
+# The 2D families on an ImageNet ResNet share inputs, head and weights source: only say what differs.
+TINY_BACKBONE = {"depth": 18, "width": 0.25, "layers": (1, 1, 1, 1)}
+
+
+def imagenet_resnet_spec(**fields: Any) -> FamilySpec:
+    """A FamilySpec for a family on the torchvision-named ResNet-50 (ImageNet mean/std and weights)."""
+    defaults: dict[str, Any] = {
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+        "default_dropout": 0.5,
+        "pretrained_sources": ("imagenet",),
+        "hub_checkpoints": imagenet_checkpoints(50),
+        "head_prefixes": ("fc.",),
+    }
+    return FamilySpec(**{**defaults, **fields})
 
 
 def convert_tsm_repo_keys(state: dict[str, torch.Tensor], source: str, model: nn.Module) -> dict[str, torch.Tensor]:

@@ -25,9 +25,8 @@ import torch
 from torch import nn
 
 from harp.errors import ConfigError
-from harp.models.segment import SegmentConsensusNet, Segments, backbone_options, convert_tsm_repo_keys, imagenet_checkpoints
-from harp.models.spec import IMAGENET_MEAN, IMAGENET_STD, BuildArgs, FamilySpec, SizePreset
-from harp.models.tsn import TINY_BACKBONE
+from harp.models.segment import SegmentConsensusNet, Segments, TINY_BACKBONE, backbone_options, convert_tsm_repo_keys, imagenet_resnet_spec
+from harp.models.spec import BuildArgs, SizePreset
 
 __all__ = ["TEA", "MotionExcitation", "MultipleTemporalAggregation", "TEANet", "build", "convert_state_dict"]
 
@@ -145,7 +144,7 @@ def convert_state_dict(state: dict[str, torch.Tensor], source: str, model: nn.Mo
     return out
 
 
-TEA = FamilySpec(
+TEA = imagenet_resnet_spec(
     name="tea",
     description="Temporal Excitation and Aggregation: ResNet-50 TSN with motion excitation and multiple temporal aggregation",
     paper="004_027446030a329bb6.txt",
@@ -154,11 +153,5 @@ TEA = FamilySpec(
         "tiny": SizePreset(frames=8, frame_size=32, options=TINY_BACKBONE),
         "base": SizePreset(frames=8, frame_size=224, options={"depth": 50}),
     },
-    mean=IMAGENET_MEAN,
-    std=IMAGENET_STD,
-    default_dropout=0.5,
-    pretrained_sources=("imagenet",),
-    hub_checkpoints=imagenet_checkpoints(50),
-    head_prefixes=("fc.",),
     convert_state_dict=convert_state_dict,
 )

@@ -17,9 +17,8 @@ import torch
 from torch import nn
 
 from harp.errors import ConfigError
-from harp.models.segment import SegmentConsensusNet, Segments, backbone_options, convert_tsm_repo_keys, imagenet_checkpoints
-from harp.models.spec import IMAGENET_MEAN, IMAGENET_STD, BuildArgs, FamilySpec, SizePreset
-from harp.models.tsn import TINY_BACKBONE
+from harp.models.segment import SegmentConsensusNet, Segments, TINY_BACKBONE, backbone_options, convert_tsm_repo_keys, imagenet_resnet_spec
+from harp.models.spec import BuildArgs, SizePreset
 
 __all__ = ["TSM", "TemporalShift", "TSMNet", "build", "temporal_shift"]
 
@@ -75,7 +74,7 @@ def build(args: BuildArgs) -> TSMNet:
     return TSMNet(num_classes=args.num_classes, dropout=args.dropout, frames=args.frames, fold_div=fold_div, **backbone)
 
 
-TSM = FamilySpec(
+TSM = imagenet_resnet_spec(
     name="tsm",
     description="Temporal Shift Module: ResNet-50 TSN with a residual shift of 1/8 channels each way in time",
     paper="004_027446030a329bb6.txt",
@@ -84,11 +83,5 @@ TSM = FamilySpec(
         "tiny": SizePreset(frames=8, frame_size=32, options=TINY_BACKBONE),
         "base": SizePreset(frames=8, frame_size=224, options={"depth": 50}),
     },
-    mean=IMAGENET_MEAN,
-    std=IMAGENET_STD,
-    default_dropout=0.5,
-    pretrained_sources=("imagenet",),
-    hub_checkpoints=imagenet_checkpoints(50),
-    head_prefixes=("fc.",),
     convert_state_dict=convert_tsm_repo_keys,  # torchvision files, and the TSM reference code's checkpoints
 )

@@ -10,8 +10,8 @@ and with a single frame it cannot tell a motion from its reverse.
 """
 from __future__ import annotations
 
-from harp.models.segment import SegmentConsensusNet, convert_tsm_repo_keys, backbone_options, imagenet_checkpoints
-from harp.models.spec import IMAGENET_MEAN, IMAGENET_STD, BuildArgs, FamilySpec, SizePreset
+from harp.models.segment import SegmentConsensusNet, TINY_BACKBONE, backbone_options, convert_tsm_repo_keys, imagenet_resnet_spec
+from harp.models.spec import BuildArgs, SizePreset
 
 __all__ = ["TSN", "TSNNet", "build"]
 
@@ -27,9 +27,7 @@ def build(args: BuildArgs) -> TSNNet:
 
 # The tiny preset every 2D family shares: a ResNet-18 at a quarter width with one block per stage,
 # 8 frames of 32x32 (batch 8 forward+backward in well under 0.3 s on 2 CPU cores).
-TINY_BACKBONE = {"depth": 18, "width": 0.25, "layers": (1, 1, 1, 1)}
-
-TSN = FamilySpec(
+TSN = imagenet_resnet_spec(
     name="tsn",
     description="Temporal Segment Network: shared 2D ResNet-50 per segment frame, average consensus",
     paper="004_027446030a329bb6.txt",
@@ -39,11 +37,5 @@ TSN = FamilySpec(
         # 004 compares TSN/TSM/TEA/MDT with 8 (or 16) segments of 224x224 on an ImageNet ResNet-50.
         "base": SizePreset(frames=8, frame_size=224, options={"depth": 50}),
     },
-    mean=IMAGENET_MEAN,
-    std=IMAGENET_STD,
-    default_dropout=0.5,
-    pretrained_sources=("imagenet",),
-    hub_checkpoints=imagenet_checkpoints(50),
-    head_prefixes=("fc.",),
     convert_state_dict=convert_tsm_repo_keys,  # torchvision files, and the TSM reference code's checkpoints
 )
