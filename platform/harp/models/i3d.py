@@ -23,6 +23,8 @@ identity at initialisation and the network starts as the (inflated) I3D.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from typing import Sequence
 
 import torch
@@ -227,17 +229,10 @@ I3D = FamilySpec(
     convert_state_dict=convert_state_dict,
 )
 
-I3D_NONLOCAL = FamilySpec(
+# Same inputs, sizes and weights source as I3D; only the network differs.
+I3D_NONLOCAL = replace(
+    I3D,
     name="i3d_nonlocal",
     description="I3D ResNet-50 + 5 embedded-Gaussian non-local blocks (res3/res4, last BN zero-init)",
-    paper="003_db44c2ad6d419e91.txt",
     build=build_i3d_nonlocal,
-    sizes=_SIZES,
-    mean=IMAGENET_MEAN,
-    std=IMAGENET_STD,
-    default_dropout=0.5,
-    pretrained_sources=("imagenet",),
-    hub_checkpoints={"imagenet": TORCHVISION_IMAGENET[50]},
-    head_prefixes=("fc.",),
-    convert_state_dict=convert_state_dict,
 )

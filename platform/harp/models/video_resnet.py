@@ -20,6 +20,8 @@ Dropout (not in torchvision, parameter-free) sits before ``fc``.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from typing import Callable, Sequence
 
 import torch
@@ -236,16 +238,11 @@ R3D = FamilySpec(
     head_prefixes=("fc.",),
 )
 
-R2PLUS1D = FamilySpec(
+# Same inputs and sizes as R3D; only the network (and its Kinetics-400 file) differs.
+R2PLUS1D = replace(
+    R3D,
     name="r2plus1d",
     description="R(2+1)D-18: 3x3x3 convs factorised into 1x3x3 + 3x1x1 (torchvision r2plus1d_18 names; K400 weights load)",
-    paper="003_db44c2ad6d419e91.txt",
     build=build_r2plus1d,
-    sizes=_SIZES,
-    mean=TORCHVISION_VIDEO_MEAN,
-    std=TORCHVISION_VIDEO_STD,
-    default_dropout=0.5,
-    pretrained_sources=("kinetics400",),
     hub_checkpoints={"kinetics400": "https://download.pytorch.org/models/r2plus1d_18-91a641e6.pth"},
-    head_prefixes=("fc.",),
 )
