@@ -141,6 +141,9 @@ def ray_session(cfg: HarpConfig, *, num_cpus: int | None = None, num_gpus: int |
         yield
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # Every epoch checkpoints (exact resume), so Tune's "snapshotting triggered multiple times" warning
+    # would repeat through the whole sweep: the snapshots are wanted, the warning is noise.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     address = cfg.sweep.ray_address or "local"
     temp_dir = None
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
