@@ -71,6 +71,16 @@ def _pair():
     return mdt, tsn
 
 
+def _move_inserts_off_identity(mdt: torch.nn.Module) -> None:
+    """As if trained: un-zero the inserts' BatchNorm scales and give the excitation weights values."""
+    for module in mdt.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.weight.fill_(1.0)
+    for name, p in mdt.named_parameters():
+        if "excite.1.expand" in name:
+            p.normal_(0, 0.1)
+
+
 def test_mdt_inserts_are_identity_at_init():
     """At init MDT equals TSN run on the salience-enhanced key frames (every learned insert is the identity)."""
     mdt, tsn = _pair()
@@ -85,12 +95,7 @@ def test_mdt_inserts_are_identity_at_init():
         torch.testing.assert_close(mdt(clip), tsn(enhanced), rtol=1e-4, atol=1e-5)
     # Trained away from zero, the inserts change the output.
     with torch.no_grad():
-        for module in mdt.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.fill_(1.0)
-        for name, p in mdt.named_parameters():
-            if "excite.1.expand" in name:
-                p.normal_(0, 0.1)
+        _move_inserts_off_identity(mdt)
         assert not torch.allclose(mdt(clip), tsn(enhanced), rtol=1e-3, atol=1e-4)
 
 
@@ -98,12 +103,7 @@ def test_mdt_temporal_modules_see_other_segments():
     """Changing one segment changes every segment's prediction (coarse difference, DCME, CE), unlike TSN."""
     mdt, tsn = _pair()
     with torch.no_grad():
-        for module in mdt.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.fill_(1.0)
-        for name, p in mdt.named_parameters():
-            if "excite.1.expand" in name:
-                p.normal_(0, 0.1)
+        _move_inserts_off_identity(mdt)
     clip = torch.randn(1, 3, 8, 32, 32)
     bumped = clip.clone()
     bumped[:, :, 6:8] += 1.0  # the last segment only

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import json
 import logging
 import math
@@ -175,31 +176,39 @@ def _point(link: Path, target: Path) -> None:
     tmp.replace(link)
 
 
-class TuneSession(TrainSession):
-    """In-process in a Ray Tune function trial: one worker, no TorchTrainer start-up."""
+class _RayReportingSession(TrainSession):
+    """Reports and resumes through a Ray API module (``ray.tune`` in a function trial, ``ray.train``
+    in a TorchTrainer worker): both take ``report(metrics, checkpoint=...)`` and ``get_checkpoint()``."""
 
-    def __init__(self, cfg: HarpConfig, device: torch.device | None = None) -> None:
-        self.device = device or default_device(cfg)
+    _api = "ray.train"
 
     def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
-        import ray.tune
-
-        checkpoint = ray.tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        api = importlib.import_module(self._api)
+        checkpoint = api.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         try:
-            ray.tune.report(metrics, checkpoint=checkpoint)
-        finally:
+            api.report(metrics, checkpoint=checkpoint)
+        finally:  # Ray has copied the directory into its storage
             if checkpoint_dir is not None:
                 shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
     def resume_checkpoint(self) -> Path | None:
-        import ray.tune
-
-        checkpoint = ray.tune.get_checkpoint()
+        checkpoint = importlib.import_module(self._api).get_checkpoint()
         return Path(checkpoint.to_directory()) if checkpoint is not None else None
 
 
-class RayTrainSession(TrainSession):
+class TuneSession(_RayReportingSession):
+    """In-process in a Ray Tune function trial: one worker, no TorchTrainer start-up."""
+
+    _api = "ray.tune"
+
+    def __init__(self, cfg: HarpConfig, device: torch.device | None = None) -> None:
+        self.device = device or default_device(cfg)
+
+
+class RayTrainSession(_RayReportingSession):
     """A Ray Train (V2) worker of a TorchTrainer: DDP over gloo (CPU) or NCCL (GPU)."""
+
+    _api = "ray.train"
 
     def __init__(self) -> None:
         import ray.train
@@ -214,22 +223,6 @@ class RayTrainSession(TrainSession):
         import ray.train.torch
 
         return ray.train.torch.prepare_model(model)
-
-    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
-        import ray.train
-
-        checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        try:
-            ray.train.report(metrics, checkpoint=checkpoint)
-        finally:
-            if checkpoint_dir is not None:
-                shutil.rmtree(checkpoint_dir, ignore_errors=True)
-
-    def resume_checkpoint(self) -> Path | None:
-        import ray.train
-
-        checkpoint = ray.train.get_checkpoint()
-        return Path(checkpoint.to_directory()) if checkpoint is not None else None
 
 
 # --------------------------------------------------------------------------------------------
