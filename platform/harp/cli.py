@@ -14,13 +14,13 @@ from harp.errors import HarpError
 
 # command -> (module with main(argv), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("harp.data.commands", "synthesise, index, prepare and inspect video data sets"),
-    "models": ("harp.models.commands", "list model families (params, GFLOPs, sources); fetch weights"),
-    "config": ("harp.config.commands", "print the resolved config or the list of valid keys"),
-    "train": ("harp.train.commands", "train one configuration (Ray Train; `--config best/config.yaml`)"),
-    "sweep": ("harp.tune.commands", "run a hyperparameter sweep (Ray Tune + Optuna + ASHA + W&B)"),
-    "evaluate": ("harp.evaluate", "evaluate a checkpoint on the test split (multi-clip x multi-crop)"),
-    "export": ("harp.export", "export a sweep's best config, weights, metrics and trials table"),
+    "data": ("harp.commands.data", "synthesise, index, prepare and inspect video data sets"),
+    "models": ("harp.commands.models", "list model families (params, GFLOPs, sources); fetch weights"),
+    "config": ("harp.commands.config", "print the resolved config or the list of valid keys"),
+    "train": ("harp.commands.train", "train one configuration (Ray Train; `--config best/config.yaml`)"),
+    "sweep": ("harp.commands.sweep", "run a hyperparameter sweep (Ray Tune + Optuna + ASHA + W&B)"),
+    "evaluate": ("harp.commands.evaluate", "evaluate a checkpoint on the test split (multi-clip x multi-crop)"),
+    "export": ("harp.commands.export", "export a sweep's best config, weights, metrics and trials table"),
 }
 
 

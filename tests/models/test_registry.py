@@ -11,7 +11,7 @@ from torch import nn
 from harp.config.schema import ModelConfig
 from harp.errors import ConfigError, HarpError
 from harp.models import FAMILIES, build_model, family_names, get_family, resolve
-from harp.models import commands
+from harp.commands import models as commands
 from harp.models.flops import count_flops, count_params, model_cost
 from harp.models.spec import FamilySpec
 

@@ -123,7 +123,7 @@ def test_wandb_offline_runs_hold_the_reported_metrics(sweep):
 
 def test_export_writes_best_and_it_retrains_to_the_same_metrics(sweep, tmp_path):
     from harp.config import load_config
-    from harp.train.commands import train_local
+    from harp.commands.train import train_local
 
     cfg, outcome, summary = sweep
     best = outcome.paths.best

@@ -6,6 +6,15 @@ from __future__ import annotations
 
 from harp.config.schema import DataConfig
 
+# The synthetic classes a horizontal flip exchanges: the one copy of this map (the generator in
+# harp.data.synthetic records it with the data set, the preset below makes training swap labels).
+SYNTHETIC_HFLIP_SWAP: dict[str, str] = {
+    "move_left": "move_right",
+    "move_right": "move_left",
+    "rotate_cw": "rotate_ccw",
+    "rotate_ccw": "rotate_cw",
+}
+
 DATA_PRESETS: dict[str, DataConfig] = {
     # The embedded demo set: horizontal flip turns "moves left" into "moves right" (and clockwise
     # into anticlockwise), so flipping swaps those labels instead of corrupting them.
@@ -13,12 +22,7 @@ DATA_PRESETS: dict[str, DataConfig] = {
         format="synthetic",
         root="data/synthetic",
         flip="swap",
-        flip_swap={
-            "move_left": "move_right",
-            "move_right": "move_left",
-            "rotate_cw": "rotate_ccw",
-            "rotate_ccw": "rotate_cw",
-        },
+        flip_swap=dict(SYNTHETIC_HFLIP_SWAP),
     ),
     "ucf101": DataConfig(format="ucf101", root="data/UCF-101"),
     "hmdb51": DataConfig(format="hmdb51", root="data/hmdb51"),

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from harp.config.presets import SYNTHETIC_HFLIP_SWAP
 from harp.errors import HarpError
 
 log = logging.getLogger("harp.data")
@@ -49,13 +50,8 @@ CLASS_NAMES: tuple[str, ...] = (
     "blink",
     "still",
 )
-# Labels a horizontal flip exchanges (the synthetic preset's data.flip_swap says the same).
-HFLIP_SWAP: dict[str, str] = {
-    "move_left": "move_right",
-    "move_right": "move_left",
-    "rotate_cw": "rotate_ccw",
-    "rotate_ccw": "rotate_cw",
-}
+# Labels a horizontal flip exchanges: defined once, with the synthetic data preset.
+HFLIP_SWAP = SYNTHETIC_HFLIP_SWAP
 SHAPES = ("square", "circle", "bar", "triangle", "ell")
 _ROTATION_SHAPES = ("square", "bar", "triangle", "ell")  # a circle does not show rotation
 FPS_CHOICES = (12, 15, 24, 25, 30)
