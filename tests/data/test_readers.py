@@ -114,7 +114,8 @@ def test_folder_reader_carves_test_and_val_by_group(tmp_path, tiny_video):
                 _put(tmp_path, f"{c}/{c}_g{g:02d}_c{clip:02d}.mp4", tiny_video)
     df = load_manifest(build_manifest(_cfg(tmp_path, "folder", val_fraction=0.2, test_fraction=0.2), progress=False))
     counts = df["split"].value_counts()
-    assert counts["test"] == 8 and counts["val"] >= 4 and counts.sum() == 40
+    assert counts.sum() == 40 and counts["test"] >= 4 and counts["val"] >= 4 and counts["train"] >= 16
+    assert all(df.groupby("label")["split"].agg(set) == {"train", "val", "test"}), "every class on every side"
     assert not leaking_groups(df, "train", "test") and not leaking_groups(df, "train", "val")
 
 
@@ -173,3 +174,58 @@ def test_ensure_manifest_synthesises_when_empty(tmp_path):
     df = load_manifest(ensure_manifest(cfg, progress=False))
     assert class_names(df) == ["move_left", "move_right"] and len(df) == 6
     assert len(list((tmp_path / "demo").glob("*/*.mp4"))) == 6
+
+
+def test_reindexing_after_removing_and_adding_videos_moves_no_other_video(tmp_path, tiny_video):
+    """harp-made splits are a function of each video's group: a grown or pruned data set keeps the
+    split of every video that stayed (the test set above all)."""
+    for c in ("a", "b", "c"):
+        for g in range(12):
+            for clip in (1, 2):
+                _put(tmp_path, f"{c}/{c}_g{g:02d}_c{clip:02d}.mp4", tiny_video)
+    cfg = _cfg(tmp_path, "folder", val_fraction=0.2, test_fraction=0.2)
+    before = load_manifest(build_manifest(cfg, progress=False)).set_index("path")["split"]
+    for rel in ("a/a_g00_c01.mp4", "a/a_g00_c02.mp4", "b/b_g05_c02.mp4"):
+        (tmp_path / rel).unlink()
+    for g in range(12, 16):
+        _put(tmp_path, f"c/c_g{g:02d}_c01.mp4", tiny_video)
+        _put(tmp_path, f"d/d_g{g:02d}_c01.mp4", tiny_video)
+    after = load_manifest(build_manifest(cfg, progress=False)).set_index("path")["split"]
+    kept = before.index.intersection(after.index)
+    assert len(kept) == len(before) - 3
+    changed = (before[kept] != after[kept])
+    assert not changed.any(), before[kept][changed].to_dict()
+
+
+def test_official_splits_stay_official_when_videos_come_and_go(tmp_path, tiny_video):
+    _ucf_tree(tmp_path, tiny_video)
+    cfg = _cfg(tmp_path, "ucf101")
+    before = load_manifest(build_manifest(cfg, progress=False)).set_index("path")
+    gone = "Archery/v_Archery_g05_c01.avi"  # a train video removed from the list and the disk
+    trainlist = tmp_path / "ucfTrainTestlist" / "trainlist01.txt"
+    trainlist.write_text("".join(line + "\n" for line in trainlist.read_text().splitlines() if not line.startswith(gone)))
+    (tmp_path / gone).unlink()
+    after = load_manifest(build_manifest(cfg, progress=False)).set_index("path")
+    kept = before.index.drop(gone)
+    assert gone not in after.index and len(after) == len(before) - 1
+    assert (before.loc[kept, "official_split"] == after.loc[kept, "official_split"]).all()
+    assert (before.loc[kept, "split"] == after.loc[kept, "split"]).all()
+    test_rows = after[after["official_split"] == "test"]
+    assert (test_rows["split"] == "test").all(), "the official test list is the test split, untouched by carving"
+
+
+def test_the_probe_cache_notices_a_file_rewritten_in_place(tmp_path, tiny_video):
+    import os
+
+    for c in ("a", "b"):
+        for k in range(3):
+            _put(tmp_path, f"{c}/{c}_{k}.mp4", tiny_video)
+    cfg = _cfg(tmp_path, "folder")
+    assert (load_manifest(build_manifest(cfg, progress=False))["error"] == "").all()
+    victim = tmp_path / "a" / "a_1.mp4"
+    stat = victim.stat()
+    victim.write_bytes(np.random.default_rng(0).integers(0, 256, stat.st_size, dtype=np.uint8).tobytes())
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime: only the bytes differ
+    df = load_manifest(build_manifest(cfg, progress=False)).set_index("path")
+    assert df.loc["a/a_1.mp4", "error"] != "" and df.loc["a/a_1.mp4", "split"] == "excluded"
+    assert (df.drop(index="a/a_1.mp4")["error"] == "").all()

@@ -4,7 +4,8 @@ parallel, carve the splits, write with pyarrow.
 One row per video: ``path`` (relative to the data root), ``label``, ``label_index``, ``split``
 (train / val / test; ``excluded`` for videos that failed the probe), ``official_split`` (what the
 annotations said), ``group``, ``frames``, ``header_frames``, ``keyframe_interval``, ``fps``, ``width``, ``height``,
-``duration``, ``size_bytes`` and ``error`` (the probe error; empty when the video is usable).
+``duration``, ``size_bytes``, ``mtime_ns``, ``fingerprint`` (what a re-index checks before re-using
+a probe) and ``error`` (the probe error; empty when the video is usable).
 Unreadable videos are listed with their error and counted in the summary line, never a crash.
 
 The manifest's Parquet metadata (key ``harp``) records the root, format, class order and the
@@ -31,8 +32,11 @@ log = logging.getLogger("harp.data")
 
 MANIFEST_COLUMNS = (
     "path", "label", "label_index", "split", "official_split", "group",
-    "frames", "header_frames", "keyframe_interval", "fps", "width", "height", "duration", "size_bytes", "error",
+    "frames", "header_frames", "keyframe_interval", "fps", "width", "height", "duration", "size_bytes",
+    "mtime_ns", "fingerprint", "error",
 )  # fmt: skip
+# Bumped when the manifest's columns or split rules change: an older manifest is re-indexed.
+MANIFEST_VERSION = 2
 SPLITS = ("train", "val", "test")
 _SETTINGS = ("format", "split", "val_fraction", "val_strategy", "test_fraction", "seed", "annotations")
 
@@ -46,7 +50,7 @@ def manifest_path(cfg: DataConfig) -> Path:
 
 
 def _settings(cfg: DataConfig) -> dict[str, Any]:
-    return {k: getattr(cfg, k) for k in _SETTINGS}
+    return {"version": MANIFEST_VERSION, **{k: getattr(cfg, k) for k in _SETTINGS}}
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -146,7 +150,7 @@ def index_dataset(cfg: DataConfig, *, progress: bool = True, cache: dict[str, di
         df = carve(df, source="train", target="val", fraction=cfg.val_fraction, strategy=cfg.val_strategy, seed=cfg.seed)
     df.loc[df["error"] != "", "split"] = "excluded"
     df = df[list(MANIFEST_COLUMNS)]
-    for col in ("frames", "header_frames", "width", "height", "size_bytes"):
+    for col in ("frames", "header_frames", "width", "height", "size_bytes", "mtime_ns"):
         df[col] = df[col].astype("int64")
     for col in ("fps", "duration", "keyframe_interval"):
         df[col] = df[col].astype("float64")
@@ -155,12 +159,16 @@ def index_dataset(cfg: DataConfig, *, progress: bool = True, cache: dict[str, di
 
 
 def _cache_valid(entry: dict[str, Any] | None, file: Path) -> bool:
+    """An earlier probe still describes ``file``: same size, mtime and head/tail fingerprint."""
+    from harp.data.probe import IDENTITY_COLUMNS, file_identity
+
     if entry is None or entry.get("error"):
         return False  # always re-probe failures: the file may have been fixed
     try:
-        return os.path.getsize(file) == entry["size_bytes"]
+        now = file_identity(file)
     except OSError:
         return False
+    return all(now[k] == entry.get(k) for k in IDENTITY_COLUMNS)
 
 
 def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:

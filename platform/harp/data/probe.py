@@ -6,17 +6,37 @@ the header's number is kept as ``header_frames`` so the two can be compared. The
 interval (``keyframe_interval``, frames per keyframe) tells the PyAV reader when seeking pays off
 and tells users when ``harp data prepare`` would (long intervals seek slowly). The first frame is
 decoded too, so a file that opens but does not decode is caught at index time, not in a sweep.
+
+Every probe also records what identifies the file's content cheaply: its size, its modification
+time and a fingerprint (a hash of the first and last 32 KiB). A re-index re-uses a probe only when
+all three still match, so a file overwritten in place (even with the same size, even with its
+old mtime restored) is probed again.
 """
 from __future__ import annotations
 
 import os
+import hashlib
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Sequence
 
-PROBE_COLUMNS = ("frames", "header_frames", "keyframe_interval", "fps", "width", "height", "duration", "size_bytes", "error")
+IDENTITY_COLUMNS = ("size_bytes", "mtime_ns", "fingerprint")
+PROBE_COLUMNS = ("frames", "header_frames", "keyframe_interval", "fps", "width", "height", "duration", *IDENTITY_COLUMNS, "error")
+_FINGERPRINT_BYTES = 32 * 1024
 
 
-def failed_probe(error: str, size_bytes: int = 0) -> dict[str, Any]:
+def file_identity(path: str | os.PathLike) -> dict[str, Any]:
+    """Size, mtime (ns) and a fingerprint of the head and tail of the file; raises OSError."""
+    stat = os.stat(path)
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        digest.update(handle.read(_FINGERPRINT_BYTES))
+        if stat.st_size > 2 * _FINGERPRINT_BYTES:
+            handle.seek(-_FINGERPRINT_BYTES, os.SEEK_END)
+            digest.update(handle.read(_FINGERPRINT_BYTES))
+    return {"size_bytes": int(stat.st_size), "mtime_ns": int(stat.st_mtime_ns), "fingerprint": digest.hexdigest()}
+
+
+def failed_probe(error: str, size_bytes: int = 0, identity: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "frames": 0,
         "header_frames": 0,
@@ -26,6 +46,9 @@ def failed_probe(error: str, size_bytes: int = 0) -> dict[str, Any]:
         "height": 0,
         "duration": 0.0,
         "size_bytes": size_bytes,
+        "mtime_ns": 0,
+        "fingerprint": "",
+        **(identity or {}),
         "error": error,
     }
 
@@ -36,22 +59,23 @@ def probe_video(path: str | os.PathLike) -> dict[str, Any]:
 
     path = str(path)
     try:
-        size_bytes = os.path.getsize(path)
+        identity = file_identity(path)
     except OSError as exc:
         return failed_probe(f"cannot read file: {exc.strerror or exc}")
+    size_bytes = identity["size_bytes"]
     if size_bytes == 0:
-        return failed_probe("empty file", 0)
+        return failed_probe("empty file", 0, identity)
     try:
         with av.open(path) as container:
             if not container.streams.video:
-                return failed_probe("no video stream", size_bytes)
+                return failed_probe("no video stream", size_bytes, identity)
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             fps = float(rate) if rate else 0.0
             header = int(stream.frames or 0)
             first = next(container.decode(stream), None)
             if first is None:
-                return failed_probe("no decodable frame", size_bytes)
+                return failed_probe("no decodable frame", size_bytes, identity)
             width, height = first.width, first.height
             container.seek(0)
             frames = keyframes = 0
@@ -61,9 +85,9 @@ def probe_video(path: str | os.PathLike) -> dict[str, Any]:
                     keyframes += bool(packet.is_keyframe)
     except (av.FFmpegError, OSError, ValueError, StopIteration, RuntimeError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
-        return failed_probe(f"{type(exc).__name__}: {message}"[:300], size_bytes)
+        return failed_probe(f"{type(exc).__name__}: {message}"[:300], size_bytes, identity)
     if frames <= 0:
-        return failed_probe("no video frames", size_bytes)
+        return failed_probe("no video frames", size_bytes, identity)
     if fps <= 0:
         fps = 25.0
     return {
@@ -74,7 +98,7 @@ def probe_video(path: str | os.PathLike) -> dict[str, Any]:
         "width": width,
         "height": height,
         "duration": frames / fps,
-        "size_bytes": size_bytes,
+        **identity,
         "error": "",
     }
 

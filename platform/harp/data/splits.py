@@ -1,19 +1,26 @@
-"""Carve a split out of another (validation out of train; test out of unsplit data), stratified by
-class and keeping groups together.
+"""Carve a split out of another (validation out of train; test out of unsplit data), keeping
+groups together, with a split that is a stable function of each group alone.
 
 A group is the unit that must not straddle two splits: a UCF101 ``gGG`` (clips cut from one long
 video, same actor and background), the source video of HMDB51/Kinetics clips, or the file itself.
-Per class, whole groups are moved in a seeded random order until the class's share is reached,
-so every class keeps about the same fraction and no group has clips on both sides. The
-``random`` strategy moves single clips instead: it exists for comparison and warns that it
-leaks (near-duplicate clips in train and validation inflate validation accuracy).
+Each group gets a number in [0, 1) from a hash of (seed, class, group); it moves to the target
+split when that number is below the fraction. So a video's split depends on its own group and
+nothing else: adding or removing other videos, or whole classes, never moves it (re-indexing a
+grown data set keeps its test set). In expectation every class keeps ``fraction`` of its groups;
+on small classes the share varies as a coin toss does.
+
+Two guards keep small classes usable, and are the only places where a group's neighbours matter:
+a class with two or more groups never sends all of them to the target (the group with the
+highest number stays), and never none of them when ``fraction > 0`` (the group with the lowest
+number goes). The ``random`` strategy hashes single clips instead: it exists for comparison and
+warns that it leaks (near-duplicate clips in train and validation inflate validation accuracy).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
 
-import numpy as np
 import pandas as pd
 
 from harp.errors import HarpError
@@ -26,6 +33,13 @@ LEAK_WARNING = (
 )
 
 
+def unit_draw(seed: int, label: str, unit: str) -> float:
+    """A stable number in [0, 1) for one group (or clip) of one class: the same on every machine,
+    Python version and run (blake2b, not Python's salted ``hash``)."""
+    digest = hashlib.blake2b(f"{seed}\0{label}\0{unit}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
 def carve(
     df: pd.DataFrame,
     *,
@@ -35,10 +49,9 @@ def carve(
     strategy: str = "group",
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Move about ``fraction`` of each class's usable ``source`` rows to ``target``; returns a copy.
+    """Move the usable ``source`` rows whose group draws below ``fraction`` to ``target``; returns a copy.
 
-    Rows with a probe error are never moved (they are excluded from all splits). A class keeps at
-    least one group in ``source``.
+    Rows with a probe error are never moved (they are excluded from all splits).
     """
     if strategy not in ("group", "random"):
         raise HarpError(f"data.val_strategy={strategy!r}; choose group or random")
@@ -50,28 +63,22 @@ def carve(
     if strategy == "random":
         warnings.warn(LEAK_WARNING, UserWarning, stacklevel=2)
         log.warning(LEAK_WARNING)
-    rng = np.random.default_rng([seed, 31337])
     usable = (out["split"] == source) & (out["error"] == "") if "error" in out else out["split"] == source
     for label in sorted(out.loc[usable, "label"].unique()):
         rows = out.index[usable & (out["label"] == label)]
-        units = out.loc[rows, "group"] if strategy == "group" else pd.Series(rows.astype(str), index=rows)
-        unique_units = sorted(units.unique())
-        if len(unique_units) < 2:
+        units = out.loc[rows, "group"] if strategy == "group" else out.loc[rows, "path"]
+        draws = {unit: unit_draw(seed, str(label), str(unit)) for unit in units.unique()}
+        taken = {unit for unit, u in draws.items() if u < fraction}
+        if len(draws) >= 2:
+            ranked = sorted(draws, key=draws.__getitem__)
+            if not taken:
+                taken = {ranked[0]}
+                log.debug("class %r: no group drew below %g; the lowest-drawn one goes to %s", label, fraction, target)
+            elif len(taken) == len(draws):
+                taken.discard(ranked[-1])
+        else:
             log.warning("class %r has one %s in %s: none goes to %s", label, "group" if strategy == "group" else "clip", source, target)
-            continue
-        goal = fraction * len(rows)
-        order = rng.permutation(len(unique_units))
-        sizes = units.value_counts()
-        taken, moved = [], 0
-        for k in order[:-1]:  # always leave one unit behind
-            if moved >= goal:
-                break
-            unit = unique_units[k]
-            # Take the unit if it brings the count closer to the goal (or nothing is taken yet).
-            if moved and abs(moved + sizes[unit] - goal) > abs(moved - goal):
-                continue
-            taken.append(unit)
-            moved += int(sizes[unit])
+            taken = set()
         out.loc[rows[units.isin(taken).to_numpy()], "split"] = target
     return out
 
