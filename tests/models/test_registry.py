@@ -15,13 +15,7 @@ from harp.commands import models as commands
 from harp.models.flops import count_flops, count_params, model_cost
 from harp.models.spec import FamilySpec
 
-SEED_PAPERS = {
-    "000_57caf5912cf98c58.txt",
-    "001_9b78e9b2a18c67bd.txt",
-    "002_fac0f81ecc91fd3a.txt",
-    "003_db44c2ad6d419e91.txt",
-    "004_027446030a329bb6.txt",
-}
+from harp.papers import PAPERS
 NAMED_SOURCES = {"imagenet", "kinetics400", "kinetics600", "ssv2"}
 ISSUE_FAMILIES = {
     "timesformer", "vivit", "videomae", "c3d", "r3d", "r2plus1d", "i3d", "i3d_nonlocal", "cnn3d_attention",
@@ -37,7 +31,7 @@ def test_registry_holds_exactly_the_issue_families():
 def test_family_spec_is_complete(name):
     spec = get_family(name)
     assert isinstance(spec, FamilySpec) and spec.name == name
-    assert spec.description and spec.paper in SEED_PAPERS
+    assert spec.description and spec.paper in PAPERS
     assert {"tiny", "base"} <= set(spec.sizes)
     tiny, base = spec.sizes["tiny"], spec.sizes["base"]
     assert tiny.frames <= 16 and tiny.frame_size <= 64, "tiny must train on CPU in seconds"

@@ -1,4 +1,4 @@
-"""Readers of the official data-set formats (see DESIGN.md): each turns annotations into rows.
+"""Readers of the official data-set formats (layouts in the README's Data sets table): each turns annotations into rows.
 
 A reader returns ``(rows, classes)``: rows are dicts with ``path`` (relative to the data root,
 POSIX), ``label`` (class name), ``split`` (``train`` / ``val`` / ``test``; ``""`` when the data set

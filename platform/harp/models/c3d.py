@@ -1,4 +1,4 @@
-"""``c3d``: the "VGG of 3D CNNs" (Tran et al. 2015; 003_db44c2ad6d419e91.txt).
+"""``c3d``: the "VGG of 3D CNNs" (Tran et al. 2015; Anh et al. 2022).
 
 Eight 3x3x3 convolutions (stride 1, padding 1) of 64-128-256-256-512-512-512-512 channels, five max
 pools (the first 1x2x2 so early temporal information survives, the others 2x2x2), then fc6 and fc7
@@ -114,7 +114,7 @@ def build(args: BuildArgs) -> C3DNet:
 C3D = FamilySpec(
     name="c3d",
     description="C3D: 8 conv 3x3x3 (64-128-256-256-512-512-512-512), pool1 1x2x2, fc6/fc7 4096",
-    paper="003_db44c2ad6d419e91.txt",
+    paper="anh2022",
     build=build,
     sizes={
         # CPU: 1/8 width (8-16-32-32-64-64-64-64), fc 128, 8 frames of 32px.

@@ -1,6 +1,6 @@
 """``cnn3d_attention``: one 3D convolution + sigmoid attention gate + 3D average pooling + dense layers.
 
-From 002_fac0f81ecc91fd3a.txt (Shrestha et al., "3D Convolutional with Attention for Action
+From Shrestha et al. 2021 ("3D Convolutional with Attention for Action
 Recognition"): a 3D conv of 64 channels followed by ReLU extracts spatio-temporal features; an
 attention layer (a sigmoid gate computed from those features) is multiplied in element-wise; a 3D
 average pooling follows; then dense layers with ReLU and dropout 0.25 predict the class of a 16-frame
@@ -89,7 +89,7 @@ def build(args: BuildArgs) -> CNN3DAttention:
 CNN3D_ATTENTION = FamilySpec(
     name="cnn3d_attention",
     description="3D conv (64) + ReLU, sigmoid attention gate multiplied in, 3D avg pooling, dense layers (dropout 0.25)",
-    paper="002_fac0f81ecc91fd3a.txt",
+    paper="shrestha2021",
     build=build,
     sizes={
         # CPU: one conv of 16 channels on 8x32x32 clips; a forward+backward of batch 8 takes milliseconds.

@@ -239,7 +239,7 @@ def _transformer_spec(**fields) -> FamilySpec:
 TIMESFORMER = _transformer_spec(
     name="timesformer",
     description="TimeSformer: ViT with divided space-time attention (HF transformers TimesformerForVideoClassification)",
-    paper="000_57caf5912cf98c58.txt",
+    paper="chen2022",
     build=build_timesformer,
     sizes={"tiny": SizePreset(frames=8, frame_size=32), "base": SizePreset(frames=8, frame_size=224)},
     mean=KINETICS_MEAN,
@@ -255,7 +255,7 @@ TIMESFORMER = _transformer_spec(
 VIVIT = _transformer_spec(
     name="vivit",
     description="ViViT-B/16x2 factorised-embedding video ViT, tubelet embedding (HF transformers VivitForVideoClassification, SDPA)",
-    paper="001_9b78e9b2a18c67bd.txt",
+    paper="kaur",
     build=build_vivit,
     sizes={"tiny": SizePreset(frames=8, frame_size=32), "base": SizePreset(frames=32, frame_size=224)},
     # The Scenic ViViT checkpoints take pixels scaled to [-1, 1]: (x - 0.5) / 0.5.
@@ -268,7 +268,7 @@ VIVIT = _transformer_spec(
 VIDEOMAE = _transformer_spec(
     name="videomae",
     description="VideoMAE ViT-B/16 (masked-autoencoder pretrained), tubelet 2, mean pooling (HF transformers, SDPA)",
-    paper="001_9b78e9b2a18c67bd.txt",
+    paper="kaur",
     build=build_videomae,
     sizes={"tiny": SizePreset(frames=8, frame_size=32), "base": SizePreset(frames=16, frame_size=224)},
     mean=IMAGENET_MEAN,

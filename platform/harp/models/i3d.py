@@ -1,5 +1,5 @@
 """``i3d`` and ``i3d_nonlocal``: ResNet-50 inflated to 3D, optionally with non-local blocks
-(003_db44c2ad6d419e91.txt; Carreira & Zisserman 2017 for inflation, Wang et al. 2018 for non-local).
+(Anh et al. 2022; Carreira & Zisserman 2017 for inflation, Wang et al. 2018 for non-local).
 
 The I3D-ResNet-50 of the non-local paper (its Table 1):
 
@@ -217,7 +217,7 @@ _SIZES = {
 I3D = FamilySpec(
     name="i3d",
     description="I3D: ResNet-50 inflated to 3D (conv1 5x7x7, 3x1x1 in every other block); imagenet = inflated 2D weights",
-    paper="003_db44c2ad6d419e91.txt",
+    paper="anh2022",
     build=build_i3d,
     sizes=_SIZES,
     mean=IMAGENET_MEAN,

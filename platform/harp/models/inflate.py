@@ -1,4 +1,4 @@
-"""2D -> 3D inflation (Carreira & Zisserman 2017; 003_db44c2ad6d419e91.txt, Figure 8).
+"""2D -> 3D inflation (Carreira & Zisserman 2017; Anh et al. 2022, Figure 8).
 
 A 2D kernel ``w`` of shape ``(O, I, kh, kw)`` becomes the 3D kernel ``(O, I, kt, kh, kw)`` that repeats
 ``w`` ``kt`` times along time and divides by ``kt``. On a "boring" clip (one frame repeated) the 3D

@@ -1,4 +1,4 @@
-"""``late_fusion``: a shared 2D CNN on every frame, features concatenated and fused (003_db44c2ad6d419e91.txt).
+"""``late_fusion``: a shared 2D CNN on every frame, features concatenated and fused (Anh et al. 2022).
 
     clip (B,3,T,H,W) -> ResNet per frame -> pooled (B,T,F) -> concat (B,T*F)
         -> fusion: Linear(T*F, fusion_dim) -> ReLU -> Dropout -> fc -> logits
@@ -43,7 +43,7 @@ def build(args: BuildArgs) -> LateFusionNet:
 LATE_FUSION = imagenet_resnet_spec(
     name="late_fusion",
     description="Late Fusion: shared 2D ResNet per frame, concatenated features into a fusion layer",
-    paper="003_db44c2ad6d419e91.txt",
+    paper="anh2022",
     build=build,
     sizes={
         "tiny": SizePreset(frames=5, frame_size=32, options={**TINY_BACKBONE, "fusion_dim": 64}),

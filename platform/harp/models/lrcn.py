@@ -1,4 +1,4 @@
-"""``lrcn``: Long-term Recurrent Convolutional Network (Donahue et al.; 003_db44c2ad6d419e91.txt).
+"""``lrcn``: Long-term Recurrent Convolutional Network (Donahue et al.; Anh et al. 2022).
 
     clip (B,3,T,H,W) -> ResNet per frame -> pooled (B,T,F) -> LSTM(F -> hidden) -> (B,T,hidden)
         -> dropout -> fc per time step -> average over time -> logits
@@ -50,7 +50,7 @@ def build(args: BuildArgs) -> LRCNNet:
 LRCN = imagenet_resnet_spec(
     name="lrcn",
     description="LRCN: shared 2D ResNet per frame into an LSTM, per-step predictions averaged",
-    paper="003_db44c2ad6d419e91.txt",
+    paper="anh2022",
     build=build,
     sizes={
         "tiny": SizePreset(frames=5, frame_size=32, options={**TINY_BACKBONE, "hidden": 32}),

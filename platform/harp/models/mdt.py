@@ -1,4 +1,5 @@
-"""``mdt``: MDT-Net (004_027446030a329bb6.txt): motion salience, coarse/fine temporal differences,
+"""``mdt``: MDT-Net (Xu, Cao and Yi, "Video Human Action Recognition by the Fusion of Significant
+Motion and Coarse-fine Temporal Granularity Features"): motion salience, coarse/fine temporal differences,
 deformable-convolution motion excitation and channel excitation on a ResNet-50 TSN backbone.
 
 The paper describes its modules in words only; this is the reading harp implements (every insert is
@@ -249,7 +250,7 @@ def build(args: BuildArgs) -> MDTNet:
 MDT = imagenet_resnet_spec(
     name="mdt",
     description="MDT-Net: Fourier motion salience, coarse/fine temporal differences, deformable motion + channel excitation on a ResNet-50 TSN",
-    paper="004_027446030a329bb6.txt",
+    paper="xu-mdt",
     build=build,
     sizes={
         # 4 segments of 2 frames at 32x32.

@@ -50,7 +50,7 @@ class FamilySpec:
 
     name: str
     description: str
-    paper: str  # the seed file the family comes from
+    paper: str  # key of the paper the family comes from (harp.papers.PAPERS)
     build: Callable[[BuildArgs], nn.Module]
     sizes: Mapping[str, SizePreset]  # at least "tiny" (CPU, seconds) and "base" (paper size)
     mean: tuple[float, float, float] = IMAGENET_MEAN

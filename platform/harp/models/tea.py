@@ -1,4 +1,4 @@
-"""``tea``: Temporal Excitation and Aggregation (Li et al. 2020), a 2D baseline of 004_027446030a329bb6.txt.
+"""``tea``: Temporal Excitation and Aggregation (Li et al. 2020), a 2D baseline of the MDT-Net paper (Xu, Cao and Yi).
 
 TSN's ResNet with two inserts in every residual block:
 
@@ -147,7 +147,7 @@ def convert_state_dict(state: dict[str, torch.Tensor], source: str, model: nn.Mo
 TEA = imagenet_resnet_spec(
     name="tea",
     description="Temporal Excitation and Aggregation: ResNet-50 TSN with motion excitation and multiple temporal aggregation",
-    paper="004_027446030a329bb6.txt",
+    paper="xu-mdt",
     build=build,
     sizes={
         "tiny": SizePreset(frames=8, frame_size=32, options=TINY_BACKBONE),

@@ -1,4 +1,4 @@
-"""``tsm``: Temporal Shift Module (Lin et al. 2019), one of the 2D baselines of 004_027446030a329bb6.txt.
+"""``tsm``: Temporal Shift Module (Lin et al. 2019), one of the 2D baselines of the MDT-Net paper (Xu, Cao and Yi).
 
 TSN's network with a zero-parameter temporal shift on the residual branch of every residual block
 ("residual shift", TSM's ``blockres`` placement): before ``conv1`` of each block, of the block input's
@@ -77,7 +77,7 @@ def build(args: BuildArgs) -> TSMNet:
 TSM = imagenet_resnet_spec(
     name="tsm",
     description="Temporal Shift Module: ResNet-50 TSN with a residual shift of 1/8 channels each way in time",
-    paper="004_027446030a329bb6.txt",
+    paper="xu-mdt",
     build=build,
     sizes={
         "tiny": SizePreset(frames=8, frame_size=32, options=TINY_BACKBONE),

@@ -1,4 +1,4 @@
-"""``tsn``: Temporal Segment Networks (Wang et al. 2016), the 2D baseline of 004_027446030a329bb6.txt.
+"""``tsn``: Temporal Segment Networks (Wang et al. 2016), the 2D baseline of the MDT-Net paper (Xu, Cao and Yi).
 
 The clip's T frames are one frame per segment; a shared ResNet (torchvision parameter names, ImageNet
 weights load as is) scores every frame, and the segment consensus averages the T predictions:
@@ -30,7 +30,7 @@ def build(args: BuildArgs) -> TSNNet:
 TSN = imagenet_resnet_spec(
     name="tsn",
     description="Temporal Segment Network: shared 2D ResNet-50 per segment frame, average consensus",
-    paper="004_027446030a329bb6.txt",
+    paper="xu-mdt",
     build=build,
     sizes={
         "tiny": SizePreset(frames=8, frame_size=32, options=TINY_BACKBONE),
