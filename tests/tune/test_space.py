@@ -121,3 +121,36 @@ def test_a_bad_space_file_gets_one_clear_line(tmp_path, content, expected):
     assert "\n" not in message
     assert str(path) in message
     assert expected in message
+
+
+def test_base_config_layers_in_memory_without_temporary_files(monkeypatch):
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a search space's base config must not go through temporary files")
+
+    for name in ("mkdtemp", "mkstemp", "TemporaryDirectory", "NamedTemporaryFile", "TemporaryFile"):
+        monkeypatch.setattr(tempfile, name, refuse)
+    space = load_space(REPO / "search_spaces" / "001_timesformer_hmdb25.yaml")
+    cfg = base_config(space, ["train.epochs=2"])
+    assert cfg.data.format == "hmdb51" and cfg.train.epochs == 2  # the space's preset, the CLI's override
+    assert cfg.sweep.search_space == str(space.path)
+    assert base_config(space, ["data=ucf101"]).data.format == "ucf101"  # a CLI preset beats the space's
+    trial = apply_params(cfg, {"optim.name": "sgd", "model.options.extra": 3})
+    assert trial.optim.name == "sgd" and trial.model.options["extra"] == 3
+
+
+def test_space_values_are_checked_by_the_schema_and_the_registry():
+    fixed = parse_space({"config": {"model.family": "nope"}, "params": {"optim.lr": {"type": "uniform", "low": 0.1, "high": 1}}}, name="t")
+    with pytest.raises(ConfigError, match="^t: unknown model family 'nope'; choose one of: "):
+        base_config(fixed)
+    bad_enum = parse_space({"params": {"sweep.searcher": {"type": "categorical", "values": ["tpe", "bayes"]}}}, name="t")
+    with pytest.raises(ConfigError, match=r"^t: params.sweep.searcher='bayes': sweep.searcher='bayes' is not valid; choose one of: tpe"):
+        base_config(bad_enum)
+
+
+def test_describe_space_lists_what_varies():
+    from harp.tune.space import describe_space
+
+    text = describe_space(load_space(REPO / "search_spaces" / "default.yaml"))
+    assert "optim.lr" in text and "when optim.name in ['sgd']" in text

@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from harp.config.schema import MODEL_SIZES
+from harp.config.schema import ModelSize
 from harp.errors import HarpError
 from harp.models.registry import family_names, get_family
 
@@ -150,12 +150,12 @@ def main(argv: list[str]) -> int:
               "or load it with hf:DIR / file:PATH.")
         return 0
     parser = argparse.ArgumentParser(prog="harp models", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=[*MODEL_SIZES, "all"], default="all", help="which size preset(s) to list")
+    parser.add_argument("--size", choices=[*ModelSize, "all"], default="all", help="which size preset(s) to list")
     parser.add_argument("--family", nargs="+", choices=family_names(), help="only these families")
     parser.add_argument("--num-classes", type=int, default=400, help="classifier size the parameters are counted with")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
-    sizes = list(MODEL_SIZES) if args.size == "all" else [args.size]
+    sizes = list(ModelSize) if args.size == "all" else [args.size]
     rows = _rows(args.family or family_names(), sizes, args.num_classes)
     print(json.dumps(rows, indent=1) if args.json else format_table(rows, args.num_classes))
     return 0

@@ -1,157 +1,158 @@
-"""Compose a ``HarpConfig`` from the schema, an optional YAML file and ``key=value`` overrides.
+"""Build a ``HarpConfig`` from layers: schema < data preset < config file < in-memory layer < overrides.
 
-Hydra does the composition (so ``data=ucf101`` picks a preset and ``data.root=...`` overrides a
-value, with Hydra's override grammar), OmegaConf enforces the schema's types, and every failure
-is turned into one line that names the key and the fix.
+Plain OmegaConf does the layering on the structured schema, so every value is type-checked as it
+is set (an enum key takes only its choices); Hydra's override parser reads the command line
+(``harp.config.overrides``). Nothing is written to disk on the way, and every failure is one
+``ConfigError`` line that names the key and the fix (``harp.config.explain``).
+
+The data preset (``harp.config.presets``) is picked by the highest layer that names one:
+``data=NAME`` on the command line, else ``data: NAME`` in the in-memory layer, else in the config
+file, else ``synthetic``. A file or layer that gives an open mapping (``data.flip_swap``,
+``model.options``) gives all of it, so a config exported from a UCF101 run does not pick up the
+synthetic preset's label swaps when it is read back.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
-import re
-import tempfile
-from dataclasses import fields, is_dataclass
+import typing
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from harp.config.presets import DATA_PRESETS
-from harp.config.schema import HarpConfig
+from harp.config.explain import bad_value, explain
+from harp.config.keys import all_keys, key_type
+from harp.config.overrides import apply_overrides, parse_overrides, preset_named
+from harp.config.presets import DEFAULT_PRESET, data_preset
+from harp.config.schema import OPEN_MAPPINGS, HarpConfig
+from harp.config.validate import validate
 from harp.errors import ConfigError
 
-_SCHEMA_NAME = "harp_schema"
-# Mapping-valued keys that take new entries (Hydra's `+key=value` syntax).
-_OPEN_MAPPINGS = ("model.options", "data.flip_swap")
-_registered = False
+
+def _put(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Set a (maybe dotted) key in a nested dict, merging mappings key by key."""
+    *parents, leaf = key.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+        if not isinstance(tree, dict):
+            raise ConfigError(f"'{key}': '{part}' is given both as a value and as a section; keep one")
+    if isinstance(value, Mapping):
+        branch = tree.setdefault(leaf, {})
+        if not isinstance(branch, dict):
+            raise ConfigError(f"'{key}' is given both as a value and as a section; keep one")
+        for child, child_value in value.items():
+            _put(branch, str(child), child_value)
+    else:
+        tree[leaf] = value
 
 
-def _register() -> None:
-    """Put the schema and the data presets in Hydra's ConfigStore (once per process)."""
-    global _registered
-    if _registered:
-        return
-    from hydra.core.config_store import ConfigStore
-
-    store = ConfigStore.instance()
-    # The schema plus a defaults list that picks the synthetic data preset unless `data=NAME` says otherwise.
-    node = OmegaConf.create({"defaults": ["_self_", {"data": "synthetic"}]})
-    node.merge_with(OmegaConf.to_container(OmegaConf.structured(HarpConfig)))
-    store.store(name=_SCHEMA_NAME, node=node)
-    for name, preset in DATA_PRESETS.items():
-        store.store(group="data", name=name, node=preset)
-    _registered = True
+def _split_layer(values: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """A layer's data preset name (a top-level ``data: NAME``) and its values, nested: dotted keys
+    (``model.size: tiny``, as search spaces write them) and nested sections may be mixed."""
+    preset: str | None = None
+    nested: dict[str, Any] = {}
+    for key, value in values.items():
+        if key == "data" and isinstance(value, str):
+            preset = value
+        else:
+            _put(nested, str(key), value)
+    return preset, nested
 
 
-def _valid_keys(node: Any, prefix: str = "") -> list[str]:
-    """Dotted keys of a dataclass tree, for 'did you mean' style messages."""
-    keys = []
-    for f in fields(node):
-        value = getattr(node, f.name)
-        key = f"{prefix}{f.name}"
-        keys.append(key)
-        if is_dataclass(value):
-            keys.extend(_valid_keys(value, key + "."))
-    return keys
+def _lookup(tree: Mapping[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(tree, Mapping) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
 
 
-def _one_line(exc: BaseException) -> str:
-    """Hydra and OmegaConf errors span several lines and hide the cause; keep the essentials."""
-    chain, node = [], exc
-    while node is not None:
-        chain.append(str(node))
-        node = node.__cause__ or node.__context__
-    text = "\n".join(chain)
-    full_key = re.search(r"full_key: ([\w.]+)", text)
-    if re.search(r"Key '[^']+' (not in|is not in struct)", text) and full_key:
-        key = full_key.group(1)
-        section = key.rpartition(".")[0]
-        if section in _OPEN_MAPPINGS:
-            return f"'{section}' is a mapping: add the new key with a plus, +{key}=VALUE"
-        valid = [k.rpartition(".")[2] for k in all_keys() if k.rpartition(".")[0] == section]
-        where = f" under {section}" if section else ""
-        return f"unknown config key '{key}'; valid keys{where}: {', '.join(valid)} (`harp config --keys` lists all)"
-    missing_group = re.search(r"Could not find '(\w+)/([^']+)'", text)
-    if missing_group:
-        group, name = missing_group.groups()
-        return f"unknown {group} preset '{name}'; choose one of: {', '.join(sorted(DATA_PRESETS))}"
-    bad_value = re.search(r"Value '([^']*)'(?: of type '\w+')? (?:could not be converted to|is not a valid) (\w+)", text)
-    if bad_value and full_key:
-        value, kind = bad_value.groups()
-        return f"{full_key.group(1)}={value!r} is not a valid {kind.lower()}; fix the value"
-    return text.splitlines()[0] if text else type(exc).__name__
+def _check_shape(values: Mapping[str, Any], where: str, prefix: str = "") -> None:
+    """A section given as a plain value, or a list as a mapping: OmegaConf's merge error for
+    these names no key, so say which one here."""
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        kind = key_type(dotted)
+        section = dataclasses.is_dataclass(kind)
+        if (section and not isinstance(value, Mapping)) or (typing.get_origin(kind) is list and isinstance(value, Mapping)):
+            raise ConfigError(f"{where}{bad_value(dotted, value)}")
+        if section:
+            _check_shape(value, where, f"{dotted}.")
 
 
-def _compose(overrides: Sequence[str], config_file: str | os.PathLike | None) -> Any:
-    from hydra import compose, initialize, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    _register()
-    GlobalHydra.instance().clear()
-    if config_file is None:
-        with initialize(version_base=None, config_path=None):
-            return compose(config_name=_SCHEMA_NAME, overrides=list(overrides))
-    path = Path(config_file)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}; pass an existing YAML file to --config")
+def _merge(conf: DictConfig, values: dict[str, Any], where: str) -> None:
+    """Merge one layer into ``conf``; an open mapping the layer gives replaces the one below."""
+    _check_shape(values, where)
     try:
-        content = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML ({exc.__class__.__name__}); fix its syntax") from exc
+        for mapping in OPEN_MAPPINGS:
+            if isinstance(_lookup(values, mapping), Mapping):
+                OmegaConf.update(conf, mapping, {}, merge=False)
+        conf.merge_with(values)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{where}{explain(exc)}") from exc
+
+
+def _read_file(path: str | os.PathLike) -> Mapping[str, Any]:
+    """A YAML config file as a plain mapping (``${...}`` interpolations kept for the final config)."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file not found: {file}; pass an existing YAML file to --config")
+    try:
+        content = OmegaConf.to_container(OmegaConf.load(file), resolve=False)
+    except (yaml.YAMLError, OmegaConfBaseException) as exc:
+        raise ConfigError(f"config file {file} is not valid YAML ({exc.__class__.__name__}); fix its syntax") from exc
     if not isinstance(content, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections (data:, model:, ...)")
-    content["defaults"] = [_SCHEMA_NAME, "_self_"]
-    with tempfile.TemporaryDirectory(prefix="harp-config-") as tmp:
-        (Path(tmp) / "primary.yaml").write_text(yaml.safe_dump(content, sort_keys=False))
-        with initialize_config_dir(version_base=None, config_dir=tmp):
-            return compose(config_name="primary", overrides=list(overrides))
+        raise ConfigError(f"config file {file} must hold a mapping of sections (data:, model:, ...)")
+    return {str(key): value for key, value in content.items()}
 
 
 def load_config(
     overrides: Iterable[str] = (),
     config_file: str | os.PathLike | None = None,
+    *,
+    layer: Mapping[str, Any] | None = None,
 ) -> HarpConfig:
-    """Schema defaults < config file < overrides, validated; raises ConfigError with one line."""
-    from hydra.errors import HydraException
+    """Schema < data preset < ``config_file`` < ``layer`` < ``overrides``, validated.
 
+    ``overrides`` are command-line ``key=value`` strings (``harp.config.overrides`` says what
+    ``~``, ``+`` and ``++`` do); ``layer`` is an in-memory mapping between the file and the
+    overrides, nested or with dotted keys (a search space's ``config:``/``sweep:`` sections, or a
+    whole config as ``to_dict`` wrote it). Raises ConfigError with one line.
+    """
+    parsed = parse_overrides(overrides)
+    file_preset, file_values = _split_layer(_read_file(config_file)) if config_file is not None else (None, {})
+    layer_preset, layer_values = _split_layer(layer or {})
+    preset = preset_named(parsed) or layer_preset or file_preset or DEFAULT_PRESET
+    conf = OmegaConf.structured(HarpConfig)
+    conf.data = data_preset(preset)
+    _merge(conf, file_values, f"{config_file}: " if config_file is not None else "")
+    _merge(conf, layer_values, "")
+    apply_overrides(conf, parsed)
     try:
-        composed = _compose(list(overrides), config_file)
-        merged = OmegaConf.merge(OmegaConf.structured(HarpConfig), OmegaConf.to_container(composed))
-        cfg: HarpConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
-    except ConfigError:
-        raise
-    except (HydraException, OmegaConfBaseException, ValueError) as exc:
-        raise ConfigError(_one_line(exc)) from exc
-    from harp.config.validate import validate
-
+        cfg: HarpConfig = OmegaConf.to_object(conf)  # type: ignore[assignment]
+    except OmegaConfBaseException as exc:
+        raise ConfigError(explain(exc)) from exc
     validate(cfg)
     return cfg
 
 
-def to_yaml(cfg: HarpConfig) -> str:
-    """The fully resolved config as YAML: `harp train --config` on it reproduces the run."""
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+def from_dict(data: Mapping[str, Any]) -> HarpConfig:
+    """Rebuild a validated config from plain data (``to_dict``'s output, e.g. what a Ray trial got)."""
+    return load_config(layer=data)
 
 
 def to_dict(cfg: HarpConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+    """The config as plain data (enum values as strings): for JSON, Ray trial configs and W&B."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
-def from_dict(data: dict[str, Any]) -> HarpConfig:
-    """Rebuild a validated config from a plain dict (e.g. one a Ray trial received)."""
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(HarpConfig), OmegaConf.create(data))
-        cfg: HarpConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
-    except OmegaConfBaseException as exc:
-        raise ConfigError(_one_line(exc)) from exc
-    from harp.config.validate import validate
-
-    validate(cfg)
-    return cfg
+def to_yaml(cfg: HarpConfig) -> str:
+    """The fully resolved config as YAML: ``harp train --config`` on it reproduces the run."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg), resolve=True)
 
 
-def all_keys() -> list[str]:
-    """Every valid dotted config key (``harp config --keys``)."""
-    return _valid_keys(HarpConfig())
-
+__all__ = ["all_keys", "from_dict", "load_config", "to_dict", "to_yaml"]

@@ -1,9 +1,15 @@
-"""Structured configuration: the one home of every config value.
+"""Structured configuration: the one home of every config value and of every allowed value.
 
-Each section is a dataclass registered in Hydra's ConfigStore (see ``harp.config.load``), so a
-value can be overridden from the command line (``data.root=/data/UCF-101``), a config file, or a
-search space, and a typo fails with a clear error instead of being silently ignored. Search
-spaces only say which of these values vary; they never introduce new ones.
+Each section is a dataclass; ``harp.config.load`` layers the schema, a data preset, a config file
+and ``key=value`` overrides on it with OmegaConf, so a value can be set from the command line
+(``data.root=/data/UCF-101``), a config file, or a search space, and a typo fails with a clear
+error instead of being silently ignored. Search spaces only say which of these values vary; they
+never introduce new ones.
+
+Enumerated keys are typed by the ``StrEnum`` classes below, so OmegaConf itself rejects a value
+that is not one of them, and nothing downstream re-checks. A member *is* its string
+(``cfg.optim.name == "sgd"``, f-strings, dict keys, JSON), and each member's name equals its value
+because OmegaConf parses an enum from its name and writes the name back (``to_yaml``, ``to_dict``).
 
 ``None`` means "take the default that belongs elsewhere" (usually the model family's: its
 frames, frame size, dropout), so one family's defaults never leak into another's.
@@ -11,23 +17,134 @@ frames, frame size, dropout), so one family's defaults never leak into another's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from enum import StrEnum
+from typing import Any
 
-# The allowed values of the enumerated keys, in one place; validation and the docs read these.
-DATA_FORMATS = ("synthetic", "ucf101", "hmdb51", "kinetics", "folder", "manifest")
-SAMPLING_METHODS = ("uniform", "equidistant", "random", "dense", "multi_clip", "segment_stride")
-SHORT_VIDEO_MODES = ("loop", "repeat_last", "augment")
-DECODE_BACKENDS = ("decord", "pyav")
-VAL_STRATEGIES = ("group", "random")
-FLIP_POLICIES = ("safe", "never", "swap")
-MODEL_SIZES = ("tiny", "base")
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("none", "cosine", "step", "exponential")
-PRECISIONS = ("auto", "fp32", "bf16")
-SEARCHERS = ("tpe", "random", "grid", "cmaes", "nsga2")
-SCHEDULERS = ("asha", "median", "none")
-WANDB_MODES = ("auto", "online", "offline", "disabled")
-METRIC_MODES = ("max", "min")
+
+class Choice(StrEnum):
+    """Base of the enumerated config values: each member's name is its value (see above;
+    tests/config checks it for every subclass)."""
+
+    def __repr__(self) -> str:
+        # As the plain string would print, so messages (``model.size='base'``) and dataclass
+        # reprs read as they did when these keys were str.
+        return repr(self.value)
+
+
+class DataFormat(Choice):
+    synthetic = "synthetic"
+    ucf101 = "ucf101"
+    hmdb51 = "hmdb51"
+    kinetics = "kinetics"
+    folder = "folder"
+    manifest = "manifest"
+
+
+class SamplingMethod(Choice):
+    """The frame samplers of ``harp.data.sampling``, in the order they are documented there."""
+
+    uniform = "uniform"
+    equidistant = "equidistant"
+    random = "random"
+    dense = "dense"
+    multi_clip = "multi_clip"
+    segment_stride = "segment_stride"
+
+
+class ShortVideo(Choice):
+    """What to do with a video shorter than the clip needs."""
+
+    loop = "loop"
+    repeat_last = "repeat_last"
+    augment = "augment"
+
+
+class DecodeBackend(Choice):
+    decord = "decord"
+    pyav = "pyav"
+
+
+class ValStrategy(Choice):
+    """How the validation split is carved: whole groups (no scene on both sides) or random clips."""
+
+    group = "group"
+    random = "random"
+
+
+class FlipPolicy(Choice):
+    """Horizontal flip: labels unchanged, never flip, or flip and swap labels (``data.flip_swap``)."""
+
+    safe = "safe"
+    never = "never"
+    swap = "swap"
+
+
+class ModelSize(Choice):
+    tiny = "tiny"
+    base = "base"
+
+
+class OptimizerName(Choice):
+    sgd = "sgd"
+    adam = "adam"
+    adamw = "adamw"
+
+
+class LRSchedule(Choice):
+    """The learning-rate schedule over epochs (``harp.train.optim``)."""
+
+    none = "none"
+    cosine = "cosine"
+    step = "step"
+    exponential = "exponential"
+
+
+class Precision(Choice):
+    """auto -> bf16 autocast on GPU, fp32 on CPU."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Searcher(Choice):
+    """The Optuna sampler that proposes trials."""
+
+    tpe = "tpe"
+    random = "random"
+    grid = "grid"
+    cmaes = "cmaes"
+    nsga2 = "nsga2"
+
+
+class TrialScheduler(Choice):
+    """The Ray Tune scheduler that stops poor trials early."""
+
+    asha = "asha"
+    median = "median"
+    none = "none"
+
+
+class WandbMode(Choice):
+    """auto -> online with an API key, offline without."""
+
+    auto = "auto"
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
+
+
+class MetricMode(Choice):
+    """Whether a higher (max) or a lower (min) metric is better."""
+
+    max = "max"
+    min = "min"
+
+
+# Mapping-valued keys that take entries the schema does not name (family-specific model options,
+# the label pairs a horizontal flip swaps): `+key=value` adds one, and a layer that gives the
+# mapping gives all of it.
+OPEN_MAPPINGS: tuple[str, ...] = ("model.options", "data.flip_swap")
 
 
 @dataclass
@@ -49,7 +166,7 @@ class SynthConfig:
 class DataConfig:
     """Where the videos are, how they are indexed into a manifest, and how they are decoded."""
 
-    format: str = "synthetic"
+    format: DataFormat = DataFormat.synthetic
     root: str = "data/synthetic"
     # Split files folder (UCF101 ucfTrainTestlist/, HMDB51 testTrainMulti_7030_splits/),
     # the Kinetics CSV, or the generic CSV/Parquet manifest. "" -> looked for under root.
@@ -58,15 +175,15 @@ class DataConfig:
     # The Parquet manifest written by `harp data index` and read by training. "" -> <root>/harp_manifest.parquet
     manifest: str = ""
     val_fraction: float = 0.15
-    val_strategy: str = "group"
+    val_strategy: ValStrategy = ValStrategy.group
     test_fraction: float = 0.2  # carved (group-aware) only when the data set has no official test split
     seed: int = 0
     # Horizontal flip policy: "safe" (labels unchanged), "never", or "swap" (flip_swap maps label -> label).
-    flip: str = "safe"
-    flip_swap: Dict[str, str] = field(default_factory=dict)
-    decode_backend: str = "decord"
+    flip: FlipPolicy = FlipPolicy.safe
+    flip_swap: dict[str, str] = field(default_factory=dict)
+    decode_backend: DecodeBackend = DecodeBackend.decord
     decode_timeout_s: float = 20.0
-    short_video: str = "loop"
+    short_video: ShortVideo = ShortVideo.loop
     num_workers: int = 2  # DataLoader worker processes per training worker
     max_bad_fraction: float = 0.05  # past this fraction of undecodable files an epoch fails loudly
     max_retries: int = 10  # replacement samples tried after a file fails to decode
@@ -78,8 +195,8 @@ class DataConfig:
 class SamplingConfig:
     """Which frames of a video make a clip (``harp.data.sampling``)."""
 
-    method: str = "uniform"
-    num_frames: Optional[int] = None  # None -> the model family's default frames
+    method: SamplingMethod = SamplingMethod.uniform
+    num_frames: int | None = None  # None -> the model family's default frames
     interval: int = 2  # uniform: frame stride; segment_stride: take every k-th frame
     num_clips: int = 1  # multi_clip: clips per training sample
 
@@ -88,8 +205,8 @@ class SamplingConfig:
 class AugmentConfig:
     """Clip-consistent spatial transforms (same crop/flip for every frame of a clip)."""
 
-    resize_short_side: Optional[int] = None  # None -> frame_size * 8 / 7 (e.g. 128 for 112)
-    crop_scales: List[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
+    resize_short_side: int | None = None  # None -> frame_size * 8 / 7 (e.g. 128 for 112)
+    crop_scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
     hflip: bool = True
     color_jitter: float = 0.0
 
@@ -99,29 +216,31 @@ class ModelConfig:
     """Which family, how big, and where its weights start from (``harp.models``)."""
 
     family: str = "cnn3d_attention"
-    size: str = "tiny"
-    num_classes: Optional[int] = None  # None -> from the manifest
-    frames: Optional[int] = None  # None -> the family's default for its size
-    frame_size: Optional[int] = None
-    dropout: Optional[float] = None
+    size: ModelSize = ModelSize.tiny
+    num_classes: int | None = None  # None -> from the manifest
+    frames: int | None = None  # None -> the family's default for its size
+    frame_size: int | None = None
+    dropout: float | None = None
     # none | imagenet | kinetics400 | kinetics600 | ssv2 | file:PATH | hf:REPO_OR_DIR
     pretrained: str = "none"
-    options: Dict[str, Any] = field(default_factory=dict)  # family-specific knobs
+    options: dict[str, Any] = field(default_factory=dict)  # family-specific knobs
 
 
 @dataclass
 class OptimConfig:
     """Optimiser, regularisation and learning-rate schedule (``harp.train.optim``)."""
 
-    name: str = "adamw"
+    name: OptimizerName = OptimizerName.adamw
     lr: float = 1e-3
     momentum: float = 0.9  # sgd only
     nesterov: bool = False  # sgd only
     weight_decay: float = 0.0  # the optimiser's own (decoupled for adamw)
-    l2: float = 0.0  # explicit L2 penalty added to the loss (000_57caf5912cf98c58.txt)
-    schedule: str = "cosine"
+    # explicit L2 penalty added to the loss (Chen, Tang & Cai 2022, "Human Action Recognition Based on
+    # Vision Transformer and L2 Regularization"; harp.papers key chen2022)
+    l2: float = 0.0
+    schedule: LRSchedule = LRSchedule.cosine
     warmup_epochs: float = 0.0
-    milestones: List[int] = field(default_factory=list)  # step schedule, in epochs
+    milestones: list[int] = field(default_factory=list)  # step schedule, in epochs
     gamma: float = 0.1  # step / exponential decay factor
     label_smoothing: float = 0.0
 
@@ -135,10 +254,10 @@ class TrainConfig:
     grad_accum_steps: int = 1
     clip_grad_norm: float = 0.0  # 0 -> off
     num_workers: int = 1  # Ray Train data-parallel workers; 1 runs in-process
-    use_gpu: Optional[bool] = None  # None -> when a GPU exists
-    precision: str = "auto"  # auto -> bf16 autocast on GPU, fp32 on CPU
+    use_gpu: bool | None = None  # None -> when a GPU exists
+    precision: Precision = Precision.auto  # auto -> bf16 autocast on GPU, fp32 on CPU
     seed: int = 0
-    max_steps_per_epoch: Optional[int] = None
+    max_steps_per_epoch: int | None = None
     output_dir: str = "runs/train"
 
 
@@ -156,25 +275,25 @@ class EvalConfig:
 class WandbConfig:
     """Weights & Biases: online with an API key, offline without, or disabled."""
 
-    mode: str = "auto"
+    mode: WandbMode = WandbMode.auto
     project: str = "harp"
-    entity: Optional[str] = None
+    entity: str | None = None
 
 
 @dataclass
 class SweepConfig:
     """The search: Ray Tune + Optuna + a trial scheduler (``harp.tune``)."""
 
-    name: Optional[str] = None  # None -> <search space name>-<timestamp>
+    name: str | None = None  # None -> <search space name>-<timestamp>
     search_space: str = "search_spaces/default.yaml"
     output_dir: str = "runs"  # local path or any pyarrow-filesystem URI
     num_samples: int = 8
     max_concurrent_trials: int = 2
-    searcher: str = "tpe"
-    scheduler: str = "asha"
+    searcher: Searcher = Searcher.tpe
+    scheduler: TrialScheduler = TrialScheduler.asha
     metric: str = "val_top1"
-    mode: str = "max"
-    objectives: List[str] = field(default_factory=list)  # extra objectives for nsga2, e.g. ["gflops:min"]
+    mode: MetricMode = MetricMode.max
+    objectives: list[str] = field(default_factory=list)  # extra objectives for nsga2, e.g. ["gflops:min"]
     grace_period: int = 1
     reduction_factor: int = 2
     cpus_per_trial: float = 1.0

@@ -40,10 +40,17 @@ def family_names() -> list[str]:
     return list(FAMILIES)
 
 
-def get_family(name: str) -> FamilySpec:
-    """The spec of a family; a one-line error listing the valid names for an unknown one."""
+def check_family(name: str) -> None:
+    """A one-line error listing the valid names for an unknown family. Imports no family module,
+    so commands and search spaces check ``model.family`` early and cheaply (the config layer
+    itself does not import the models)."""
     if name not in FAMILIES:
         raise ConfigError(f"unknown model family '{name}'; choose one of: {', '.join(FAMILIES)}")
+
+
+def get_family(name: str) -> FamilySpec:
+    """The spec of a family; a one-line error listing the valid names for an unknown one."""
+    check_family(name)
     module_name, attribute = FAMILIES[name].split(":")
     return getattr(importlib.import_module(module_name), attribute)
 
