@@ -15,16 +15,18 @@ busy machine. The memory run uses wall-clock time.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from harp.config.schema import SAMPLING_METHODS
+from harp.config.schema import SamplingMethod
 from harp.data.decode import FrameDecoder, decode_all
 from harp.data.prepare import transcode
 from harp.data.probe import probe_video
@@ -94,23 +96,23 @@ def rate(fn, videos: list[Path], min_seconds: float) -> float:
             return done / elapsed
 
 
+def _sparse_read(probes: dict, decoder: FrameDecoder, method: SamplingMethod, params: Any, path: Path, k: int) -> None:
+    """One clip of ``method`` from ``path``: sample indices from the probe's frame count, decode them."""
+    probe = probes[str(path)]
+    n = probe["frames"]
+    idx = sample(method, n, np.random.default_rng(k), params)
+    decoder.read(path, idx.reshape(-1), expected_frames=n, keyframe_interval=probe["keyframe_interval"])
+
+
 def bench_decode(sources: dict[str, list[Path]], min_seconds: float) -> list[dict]:
     rows = []
     probes = {str(p): probe_video(p) for paths in sources.values() for p in paths}
     for source, videos in sources.items():
         for backend in ("decord", "pyav"):
             decoder = FrameDecoder(backend, timeout_s=30, fallback=False)
-            naive = rate(lambda p, k: decode_all(p, backend)[:8], videos, min_seconds)
-            for method in SAMPLING_METHODS:
-                params = PARAMS[method]
-
-                def read(path: Path, k: int) -> None:
-                    probe = probes[str(path)]
-                    n = probe["frames"]
-                    idx = sample(method, n, np.random.default_rng(k), params)
-                    decoder.read(path, idx.reshape(-1), expected_frames=n, keyframe_interval=probe["keyframe_interval"])
-
-                clips = rate(read, videos, min_seconds)
+            naive = rate(lambda p, k, backend=backend: decode_all(p, backend)[:8], videos, min_seconds)
+            for method in SamplingMethod:
+                clips = rate(functools.partial(_sparse_read, probes, decoder, method, PARAMS[method]), videos, min_seconds)
                 rows.append({"sampler": method, "source": source, "backend": backend, "clips_s": clips, "naive_s": naive, "fallbacks": decoder.fallbacks})
                 print(f"  {source:12s} {backend:6s} {method:15s} {clips:7.1f} clips/s (naive {naive:5.1f})", file=sys.stderr, flush=True)
     return rows
@@ -190,7 +192,7 @@ def main() -> int:
         print(header)
         print("|---|---|---:|---:|---:|---:|---:|---:|")
         for source in sources:
-            for method in SAMPLING_METHODS:
+            for method in SamplingMethod:
                 d = next(r for r in rows if r["source"] == source and r["backend"] == "decord" and r["sampler"] == method)
                 p = next(r for r in rows if r["source"] == source and r["backend"] == "pyav" and r["sampler"] == method)
                 print(f"| {method} | {source} | {d['clips_s']:.1f} | {p['clips_s']:.1f} | {d['naive_s']:.1f} | {p['naive_s']:.1f} "

@@ -98,7 +98,6 @@ def bench_family(name: str, size: str, batch: int, device: torch.device, dtype: 
     if device.type == "cuda":
         row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         torch.cuda.reset_peak_memory_stats(device)
-    del model
     return row
 
 

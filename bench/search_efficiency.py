@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from harp.config import load_config
     from harp.data.manifest import ensure_manifest
+    from harp.tune.ray_session import ray_session
     from harp.tune.space import base_config, parse_space
-    from harp.tune.tuner import ray_session, run_sweep
+    from harp.tune.tuner import run_sweep
 
     data_root = str(Path(args.data_root or "data/synthetic").resolve())
     ensure_manifest(load_config([f"data.root={data_root}"]).data, progress=False)
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| method       | best val top-1 | epochs to reach it | epochs used | trials | wall (s) |")
     print("|--------------|----------------|--------------------|-------------|--------|----------|")
     for r in rows:
-        print(f"| {r['method']:<12} | {r['best_val_top1']:>14.3f} | {r['epochs_to_best']:>18} | {r['epochs_used']:>11} | {r['trials']:>6} | {r['wall_s']:>8.0f} |")
+        print(f"| {r['method']:<12} | {r['best_val_top1']:>14.3f} | {r['epochs_to_best']:>18} | "
+              f"{r['epochs_used']:>11} | {r['trials']:>6} | {r['wall_s']:>8.0f} |")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(rows, indent=2))

@@ -63,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from harp.config import load_config
     from harp.data.manifest import ensure_manifest
-    from harp.train.loop import LocalSession, train_loop
+    from harp.train import LocalSession, train_loop
+    from harp.tune.ray_session import ray_session
     from harp.tune.space import apply_params, base_config
-    from harp.tune.tuner import ray_session, run_sweep
+    from harp.tune.tuner import run_sweep
 
     work = Path(tempfile.mkdtemp(prefix="harp-bench-overhead-"))
     data_root = args.data_root or str(work / "data")
@@ -120,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         row["ratio"] = row["wall_s"] / plain
         row["overhead_per_trial_s"] = (row["wall_s"] - plain) / args.trials
-        print(f"| {row['row']:<38} | {row['workers']:>7} | {'yes' if row['torchtrainer'] else 'no':>12} | {row['wall_s']:>8.1f} | {row['ratio']:>14.2f} | {row['overhead_per_trial_s']:>20.1f} |")
+        trainer = "yes" if row["torchtrainer"] else "no"
+        print(f"| {row['row']:<38} | {row['workers']:>7} | {trainer:>12} | {row['wall_s']:>8.1f} | "
+              f"{row['ratio']:>14.2f} | {row['overhead_per_trial_s']:>20.1f} |")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"ray_start_s": ray_start, "trials": args.trials, "steps": args.steps, "rows": rows}, indent=2))

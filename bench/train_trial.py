@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from harp.config import load_config
     from harp.data.manifest import ensure_manifest
     from harp.models.flops import measure
-    from harp.train.loop import LocalSession, train_loop
+    from harp.train import LocalSession, train_loop
 
     work = Path(tempfile.mkdtemp(prefix="harp-bench-train-"))
     root = Path(args.data_root) if args.data_root else work / "synthetic"

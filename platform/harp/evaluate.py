@@ -1,27 +1,33 @@
 """``harp evaluate``: a checkpoint on the test split with the multi-view protocol.
 
-Each test video is seen as N temporal clips x M spatial crops (004 uses 10 x 3); the softmax
+Each test video is seen as N temporal clips x M spatial crops (the MDT-Net paper of Xu, Cao and
+Yi uses 10 x 3); the softmax
 scores of its views are averaged and the average is the video's prediction. Reports top-1,
 top-5, mean class accuracy and per-class accuracy, and writes the confusion matrix as CSV and
 PNG next to ``metrics.json`` and per-video ``predictions.csv``.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from harp.config.load import load_config
 from harp.config.schema import HarpConfig
+from harp.data.dataset import VideoClipDataset
+from harp.data.loader import batch_failed, batch_skipped, build_dataset, build_loader
 from harp.errors import HarpError
+from harp.models import build_model
+from harp.train.checkpoint import check_checkpoint_dir, load_checkpoint, read_config, read_state
+from harp.train.metrics import confusion_matrix, mean_class_accuracy, per_class_accuracy, topk_correct
+from harp.train.run import autocast, autocast_dtype, default_device, forward_views, model_config, resolve_run
 
 log = logging.getLogger("harp.evaluate")
 
@@ -43,11 +49,6 @@ def evaluate_checkpoint(
     ``eval`` section. Returns the metrics dict (also written to ``output_dir/metrics.json``;
     ``output_dir`` defaults to ``<checkpoint_dir>/eval-<split>-<N>x<M>``).
     """
-    from harp.data.loader import build_dataset, build_loader, failed_paths
-    from harp.train.checkpoint import check_checkpoint_dir, load_checkpoint, read_config, read_state
-    from harp.train.loop import autocast, autocast_dtype, build_run_model, default_device, forward_views, resolve_run
-    from harp.train.metrics import confusion_matrix, mean_class_accuracy, per_class_accuracy, topk_correct
-
     checkpoint_dir = check_checkpoint_dir(checkpoint_dir)
     cfg = cfg if cfg is not None else read_config(checkpoint_dir)
     split = split or cfg.eval.split
@@ -67,7 +68,7 @@ def evaluate_checkpoint(
             "point data.* at the data set it was trained on"
         )
     # The weights come from the checkpoint: never fetch the pretraining source again.
-    model = build_run_model(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained="none")), len(run.class_names))
+    model = build_model(dataclasses.replace(model_config(cfg), pretrained="none"), len(run.class_names))
     model.to(device)
     load_checkpoint(checkpoint_dir, model, map_location=device)
     model.eval()
@@ -88,8 +89,8 @@ def evaluate_checkpoint(
             all_scores.append(probs.cpu())
             all_labels.append(labels.cpu())
             all_index.append(torch.as_tensor(batch.get("index", torch.arange(len(labels)))).view(-1).cpu())
-            skipped += int(torch.as_tensor(batch.get("skipped", 0)).sum())
-            failed += failed_paths(batch.get("failed", []))
+            skipped += batch_skipped(batch)
+            failed += batch_failed(batch)
     scores = torch.cat(all_scores)
     labels = torch.cat(all_labels)
     preds = scores.argmax(dim=1)
@@ -117,7 +118,8 @@ def evaluate_checkpoint(
 
     output_dir.mkdir(parents=True, exist_ok=True)
     write_confusion_csv(output_dir / "confusion.csv", cm, run.class_names)
-    plot_confusion(output_dir / "confusion.png", cm, run.class_names, title=f"{cfg.model.family} on {split}\n{num_clips} clips x {num_crops} crops, top-1 {metrics['top1']:.3f}")
+    title = f"{cfg.model.family} on {split}\n{num_clips} clips x {num_crops} crops, top-1 {metrics['top1']:.3f}"
+    plot_confusion(output_dir / "confusion.png", cm, run.class_names, title=title)
     _write_predictions(output_dir / "predictions.csv", dataset, torch.cat(all_index), labels, preds, scores, run.class_names)
     metrics["confusion_matrix"] = cm.tolist()
     metrics["outputs"] = {name: str(output_dir / name) for name in ("metrics.json", "confusion.csv", "confusion.png", "predictions.csv")}
@@ -167,10 +169,11 @@ def plot_confusion(path: str | Path, cm: np.ndarray, names: Sequence[str], title
     return Path(path)
 
 
-def _write_predictions(path: Path, dataset: Any, index: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, scores: torch.Tensor, names: Sequence[str]) -> None:
+def _write_predictions(
+    path: Path, dataset: VideoClipDataset, index: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, scores: torch.Tensor, names: Sequence[str]
+) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["video", "label", "predicted", "score"])
         for i, y, p, s in zip(index.tolist(), labels.tolist(), preds.tolist(), scores.max(dim=1).values.tolist()):
-            video = dataset.path(i) if hasattr(dataset, "path") else i
-            writer.writerow([str(video), names[y], names[p], f"{s:.4f}"])
+            writer.writerow([str(dataset.path(i)), names[y], names[p], f"{s:.4f}"])

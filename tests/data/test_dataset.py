@@ -9,6 +9,7 @@ import shutil
 import pytest
 import torch
 
+from harp.data.determinism import EpochSampler, ItemKey
 from harp.data.loader import build_dataset, build_loader, check_skip_budget, failed_paths
 from harp.data.manifest import load_manifest
 from harp.data.synthetic import CLASS_NAMES
@@ -50,7 +51,7 @@ def test_num_frames_override_and_augment_short_videos(synthetic_config, syntheti
     cfg = copy.deepcopy(synthetic_config)
     cfg.sampling.num_frames, cfg.data.short_video = 12, "augment"
     dataset = build_dataset(cfg, "train", True, frames=8, frame_size=32)
-    short = [i for i in range(dataset.num_videos) if dataset.num_frames[i] < dataset.needed]
+    short = [i for i in range(dataset.num_videos) if dataset.videos.frames[i] < dataset.sampler.frames_needed]
     assert short, "the fixture has clips shorter than 12 x 2 frames"
     assert dataset[short[0]]["video"].shape == (12, 32, 32, 3)
 
@@ -61,7 +62,7 @@ def test_flip_swaps_labels(synthetic_config, synthetic_manifest):
     assert dataset.flip_swap == {0: 1, 1: 0}
     dataset.transform = lambda clip, rng: ([hflip(clip[:, :32, :32])], True)  # always flips
     for i in range(dataset.num_videos):
-        original = int(dataset.labels[i])
+        original = int(dataset.videos.labels[i])
         assert dataset[i]["label"] == {0: 1, 1: 0}.get(original, original)
     cfg.data.flip = "never"
     assert not build_dataset(cfg, "train", True, frames=4, frame_size=32).transform.flip
@@ -98,3 +99,33 @@ def test_all_files_bad_fails_loudly(synthetic_config, synthetic_root, tmp_path):
         dataset.path(i).write_bytes(b"")
     with pytest.raises(HarpError, match="failed to decode"):
         dataset[0]
+
+
+def test_a_training_item_is_a_function_of_its_key_alone(synthetic_config, synthetic_manifest):
+    cfg = copy.deepcopy(synthetic_config)
+    cfg.augment.color_jitter = 0.2
+    dataset = build_dataset(cfg, "train", True, frames=8, frame_size=32)
+    torch_state = torch.get_rng_state()
+    first = [dataset[ItemKey(7, 3, i)]["video"] for i in range(4)]
+    assert torch.equal(torch.get_rng_state(), torch_state), "the dataset never draws from torch's RNG"
+    fresh = build_dataset(cfg, "train", True, frames=8, frame_size=32)  # another process, another worker: the same clips
+    assert all(torch.equal(a, fresh[ItemKey(7, 3, i)]["video"]) for i, a in enumerate(first))
+    torch.manual_seed(123)  # no hidden state enters
+    assert all(torch.equal(a, dataset[ItemKey(7, 3, i)]["video"]) for i, a in enumerate(first))
+    next_epoch = [dataset[ItemKey(7, 4, i)]["video"] for i in range(4)]
+    assert any(not torch.equal(a, b) for a, b in zip(first, next_epoch)), "augmentation changes with the epoch"
+    assert torch.equal(dataset[2]["video"], dataset[ItemKey(0, 0, 2)]["video"]), "a plain index is epoch 0 of seed 0"
+
+
+def test_loader_workers_do_not_change_an_epoch(synthetic_config, synthetic_manifest):
+    cfg = copy.deepcopy(synthetic_config)
+    dataset = build_dataset(cfg, "train", True, frames=4, frame_size=32)
+
+    def epoch(workers):
+        sampler = EpochSampler(dataset, rank=0, world_size=1, seed=5)
+        sampler.set_epoch(2)
+        loader = build_loader(dataset, 4, shuffle=False, sampler=sampler, num_workers=workers)
+        return [batch["video"] for batch in loader]
+
+    inline, two = epoch(0), epoch(2)
+    assert len(inline) == len(two) and all(torch.equal(a, b) for a, b in zip(inline, two))

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harp.config.schema import SAMPLING_METHODS
-from harp.data.sampling import SAMPLERS, SamplingParams, fit_to_length, frames_needed, sample, sample_views
+from harp.config.schema import SamplingMethod
+from harp.data.sampling import FRAME_SAMPLERS, SamplingParams, fit_to_length, frames_needed, sample, sample_views
 from harp.data.short_video import augment_short, augmented_length
 
 LENGTHS = (1, 5, 16, 33, 64, 175, 1000)
@@ -16,10 +16,10 @@ def _params(train: bool, short: str = "loop", **kw) -> SamplingParams:
 
 
 def test_sampler_names_match_config():
-    assert tuple(SAMPLERS) == SAMPLING_METHODS
+    assert tuple(FRAME_SAMPLERS) == tuple(SamplingMethod)
 
 
-@pytest.mark.parametrize("method", SAMPLING_METHODS)
+@pytest.mark.parametrize("method", list(FRAME_SAMPLERS))
 @pytest.mark.parametrize("n", LENGTHS)
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("short", ["loop", "repeat_last"])
@@ -37,7 +37,7 @@ def test_bounds_count_order(method, n, train, short):
                 assert len(set(idx.tolist())) == p.num_frames
 
 
-@pytest.mark.parametrize("method", SAMPLING_METHODS)
+@pytest.mark.parametrize("method", list(FRAME_SAMPLERS))
 def test_deterministic_by_seed_and_test_mode_fixed(method):
     n = 300
     a = sample(method, n, np.random.default_rng(7), _params(True))
@@ -85,7 +85,7 @@ def test_segment_stride_takes_every_kth_frame_inside_a_segment():
     assert max(starts) - min(starts) > 150, "random segment over the whole video"
 
 
-@pytest.mark.parametrize("method", SAMPLING_METHODS)
+@pytest.mark.parametrize("method", list(FRAME_SAMPLERS))
 def test_sample_views_gives_n_distinct_clips(method):
     p = _params(False, t=8, interval=2)
     views = sample_views(method, 240, 4, np.random.default_rng(0), p)

@@ -2,16 +2,18 @@
 
 Clips follow the loader contract (uint8 (T, H, W, C), int label, per-sample ``skipped`` and
 ``failed``); the class is how a square's brightness changes over time, so a 3D model separates
-them in a few steps. The end-to-end tests use the real pipeline.
+them in a few steps. Like the real dataset, a training item is addressed by an ``ItemKey`` and its
+random flip comes from the key's generator (``harp.data.determinism``). The end-to-end tests use
+the real pipeline.
 """
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from harp.train import loop
+from harp.data.determinism import ItemKey, as_key, item_rng
+from harp.train import loop, run
 
 CLASSES = ["still", "blink", "fade_in", "fade_out"]
 
@@ -35,42 +37,34 @@ class FakeClips(Dataset):
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, item: int | ItemKey) -> dict:
+        key = as_key(item)
+        index = key.index
         label = index % len(CLASSES)
         rng = np.random.default_rng([self.seed, index])
         clip = render(label, rng, self.frames, self.size)
-        if self.train and torch.rand(()) < 0.5:  # global torch RNG: exact resume must restore it
+        if self.train and item_rng(key, self.seed).random() < 0.5:  # keyed, like the real augmentation: exact resume must replay it
             clip = clip[:, :, ::-1].copy()
         failed = f"videos/broken_{index}.mp4" if index in self.bad else ""
         return {"video": torch.from_numpy(clip), "label": label, "skipped": int(index in self.bad), "failed": failed}
 
 
-@pytest.fixture
-def fake_data(monkeypatch):
-    """Route the loop's data calls to FakeClips; returns a dict to tweak sizes / bad indices."""
-    return install(monkeypatch)
-
-
 def install(monkeypatch) -> dict:
+    """Route the loop's data set-up to FakeClips (the real DataLoader and samplers stay); returns a
+    dict to tweak sizes / bad indices (the ``fake_data`` fixture of conftest.py)."""
     settings = {"train": 32, "val": 16, "bad": frozenset()}
 
     def resolve_run(cfg):
         from harp.models import resolve
 
-        resolved = resolve(loop.model_config(cfg), len(CLASSES))
+        resolved = resolve(run.model_config(cfg), len(CLASSES))
         sizes = {"train": settings["train"], "val": settings["val"]}
-        return loop.RunData(class_names=list(CLASSES), model=resolved, frames=resolved.frames, frame_size=resolved.frame_size, split_sizes=sizes)
+        return run.RunData(class_names=list(CLASSES), model=resolved, frames=resolved.frames, frame_size=resolved.frame_size, split_sizes=sizes)
 
     def open_datasets(cfg, run):
         val = FakeClips(settings["val"], run.frames, run.frame_size, cfg.data.seed + 1, False) if settings["val"] else None
         return FakeClips(settings["train"], run.frames, run.frame_size, cfg.data.seed, True, settings["bad"]), val
 
-    def make_loader(dataset, batch_size, *, sampler, num_workers, drop_last=False):
-        # like the real loader: persistent worker processes that keep their RNG across epochs
-        extra = {"persistent_workers": True} if num_workers else {}
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=drop_last, **extra)
-
     monkeypatch.setattr(loop, "resolve_run", resolve_run)
     monkeypatch.setattr(loop, "open_datasets", open_datasets)
-    monkeypatch.setattr(loop, "make_loader", make_loader)
     return settings

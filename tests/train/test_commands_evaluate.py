@@ -35,8 +35,9 @@ def test_harp_train_prints_epochs_and_where_the_checkpoints_are(trained, capsys)
 def test_harp_evaluate_averages_softmax_over_clips_and_crops(trained, synthetic_config, tmp_path, capsys):
     from harp.data.loader import build_dataset
     from harp.data.transforms import to_model_input
+    from harp.models import build_model
     from harp.train.checkpoint import load_checkpoint, read_config
-    from harp.train.loop import build_run_model, resolve_run
+    from harp.train.run import model_config, resolve_run
 
     run_dir, args = trained
     if not (run_dir / "best").exists():
@@ -56,7 +57,7 @@ def test_harp_evaluate_averages_softmax_over_clips_and_crops(trained, synthetic_
     # the same numbers by hand: 6 views per video, softmax, mean, argmax
     cfg = read_config(best)
     run = resolve_run(cfg)
-    model = build_run_model(cfg, len(run.class_names))
+    model = build_model(model_config(cfg), len(run.class_names))
     load_checkpoint(best, model)
     model.eval()
     dataset = build_dataset(cfg, "test", False, run.frames, run.frame_size, num_views_clips=2, num_crops=3)

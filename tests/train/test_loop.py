@@ -9,11 +9,11 @@ import torch
 
 from harp.config import load_config
 from harp.errors import HarpError
+from harp.models import build_model
 from harp.train import LocalSession, train_loop
 from harp.train.checkpoint import load_checkpoint, read_state
-from harp.train.loop import REPORTED_METRICS, build_run_model
-
-from .fake_data import fake_data  # noqa: F401  (fixture)
+from harp.train.loop import REPORTED_METRICS
+from harp.train.run import model_config
 
 # 4 frames of 16 px keep each step in milliseconds; the model pools adaptively so any size works.
 BASE = ["model.family=cnn3d_attention", "model.size=tiny", "model.frames=4", "model.frame_size=16", "train.batch_size=8", "optim.lr=0.02", "data.num_workers=0"]
@@ -25,7 +25,7 @@ def _cfg(tmp_path, *extra):
 
 def _weights(run_dir, epoch):
     cfg = load_config([], run_dir / "checkpoints" / f"epoch_{epoch:04d}" / "config.yaml")
-    model = build_run_model(cfg, 4)
+    model = build_model(model_config(cfg), 4)
     load_checkpoint(run_dir / "checkpoints" / f"epoch_{epoch:04d}", model)
     return model.state_dict()
 
@@ -62,7 +62,7 @@ def test_local_run_learns_reports_every_metric_and_keeps_best_checkpoints(tmp_pa
 
 
 def test_resume_is_exact(tmp_path, fake_data):
-    # a persistent loader worker whose random flips come from torch's RNG, as in the real pipeline
+    # a persistent loader worker whose random flips come from the item key's generator, as in the real pipeline
     straight = _cfg(tmp_path, "data.num_workers=1", "train.epochs=3", "optim.name=sgd", "optim.lr=0.01", "optim.schedule=step", "optim.milestones=[2]")
     train_loop(straight, LocalSession(straight, tmp_path / "a", keep=5))
     first = load_config([], tmp_path / "a" / "checkpoints" / "epoch_0001" / "config.yaml")
@@ -81,6 +81,17 @@ def test_resume_is_exact(tmp_path, fake_data):
     a_hist = [json.loads(line) for line in (tmp_path / "a" / "history.jsonl").read_text().splitlines()]
     assert history[-1]["val_loss"] == pytest.approx(a_hist[-1]["val_loss"], rel=0, abs=0)
     assert history[-1]["lr"] == pytest.approx(0.001)  # gamma 0.1 after the epoch-2 milestone
+
+
+def test_loader_workers_change_neither_the_data_nor_the_dropout_stream(tmp_path, fake_data):
+    common = ["train.epochs=2", "model.dropout=0.5", "optim.name=sgd", "optim.lr=0.01", "optim.schedule=none"]
+    inline, workers = _cfg(tmp_path, *common, "data.num_workers=0"), _cfg(tmp_path, *common, "data.num_workers=2")
+    h0 = train_loop(inline, LocalSession(inline, tmp_path / "w0"))
+    h2 = train_loop(workers, LocalSession(workers, tmp_path / "w2"))
+    assert [m["train_loss"] for m in h0] == [m["train_loss"] for m in h2]
+    w0, w2 = _weights(tmp_path / "w0", 2), _weights(tmp_path / "w2", 2)
+    for key in w0:
+        assert torch.equal(w0[key], w2[key]), key
 
 
 def test_gradient_accumulation_matches_the_full_batch(tmp_path, fake_data):

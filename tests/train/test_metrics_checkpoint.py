@@ -14,17 +14,20 @@ from torch import nn
 from harp.config import load_config
 from harp.config.schema import OptimConfig
 from harp.errors import HarpError
-from harp.train.checkpoint import load_checkpoint, read_config, read_weights_metadata, save_checkpoint, unwrap
+from harp.models import build_model
+from harp.train.checkpoint import load_checkpoint, read_config, save_checkpoint, unwrap
+from harp.train.lr_schedule import build_lr_schedule
 from harp.train.metrics import (
     RunningSums,
     confusion_matrix,
     mean_class_accuracy,
     per_class_accuracy,
-    topk_accuracy,
     topk_correct,
 )
 from harp.train.optim import build_optimizer
-from harp.train.schedule import build_scheduler
+from harp.train.run import model_config
+
+from .helpers import read_weights_metadata, topk_accuracy
 
 
 def test_topk_counts_by_hand() -> None:
@@ -61,11 +64,9 @@ def test_running_sums_average_over_ranks_with_gloo(tmp_path) -> None:
 
 def test_checkpoint_directory_round_trip(tmp_path) -> None:
     cfg = load_config(["model.family=cnn3d_attention", "optim.name=sgd", "optim.schedule=cosine"])
-    from harp.train.loop import build_run_model
-
-    model = build_run_model(cfg, 5)
+    model = build_model(model_config(cfg), 5)
     opt = build_optimizer(model, OptimConfig(name="sgd", lr=0.1))
-    sched = build_scheduler(opt, cfg.optim, steps_per_epoch=3, epochs=2)
+    sched = build_lr_schedule(opt, cfg.optim, steps_per_epoch=3, epochs=2)
     x = torch.randn(2, 3, 8, 32, 32)
     model(x).sum().backward()
     opt.step()
@@ -83,9 +84,9 @@ def test_checkpoint_directory_round_trip(tmp_path) -> None:
     assert read_config(tmp_path / "ck") == cfg
     assert read_weights_metadata(tmp_path / "ck")["family"] == "cnn3d_attention"
 
-    fresh = build_run_model(cfg, 5)
+    fresh = build_model(model_config(cfg), 5)
     opt2 = build_optimizer(fresh, OptimConfig(name="sgd", lr=0.1))
-    sched2 = build_scheduler(opt2, cfg.optim, steps_per_epoch=3, epochs=2)
+    sched2 = build_lr_schedule(opt2, cfg.optim, steps_per_epoch=3, epochs=2)
     loaded = load_checkpoint(tmp_path / "ck", fresh, opt2, sched2, restore_rng=True)
     assert (random.random(), np.random.rand()) == expected_rng[:2] and torch.equal(torch.rand(1), expected_rng[2])
     assert loaded["metrics"]["val_top1"] == 0.5
@@ -94,7 +95,7 @@ def test_checkpoint_directory_round_trip(tmp_path) -> None:
     assert sched2.last_epoch == sched.last_epoch and opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
     assert opt2.state_dict()["state"].keys() == opt.state_dict()["state"].keys()
 
-    wrong = build_run_model(cfg, 7)
+    wrong = build_model(model_config(cfg), 7)
     with pytest.raises(HarpError, match="does not match the model"):
         load_checkpoint(tmp_path / "ck", wrong)
     with pytest.raises(HarpError, match="not a harp checkpoint"):

@@ -9,8 +9,8 @@ from torch import nn
 
 from harp.config.schema import OptimConfig
 from harp.errors import ConfigError
+from harp.train.lr_schedule import build_lr_schedule, lr_factor
 from harp.train.optim import build_optimizer, decayed_params, l2_penalty, split_decay_params
-from harp.train.schedule import build_scheduler, lr_factor
 
 
 def _net() -> nn.Module:
@@ -101,7 +101,7 @@ def test_exponential_decays_gamma_per_epoch_and_none_is_flat() -> None:
 def test_scheduler_steps_the_optimiser_lr_and_its_state_is_plain() -> None:
     net = nn.Linear(2, 2)
     opt = build_optimizer(net, OptimConfig(name="sgd", lr=0.2, schedule="step", milestones=[1], gamma=0.5))
-    sched = build_scheduler(opt, OptimConfig(name="sgd", lr=0.2, schedule="step", milestones=[1], gamma=0.5), steps_per_epoch=2, epochs=3)
+    sched = build_lr_schedule(opt, OptimConfig(name="sgd", lr=0.2, schedule="step", milestones=[1], gamma=0.5), steps_per_epoch=2, epochs=3)
     lrs = []
     for _ in range(4):
         lrs.append(opt.param_groups[0]["lr"])

@@ -41,7 +41,7 @@ def test_tune_trial_runs_the_loop_in_process_and_resumes_after_a_crash(ray_local
 
     def trainable(config):  # a closure: pickled by value into the trial actor
         from harp.config import from_dict
-        from harp.train.loop import TuneSession, train_loop
+        from harp.train import TuneSession, train_loop
 
         class CrashOnce(TuneSession):
             def report(self, metrics, checkpoint_dir):
@@ -76,7 +76,8 @@ def test_two_worker_ddp_run_keeps_its_best_checkpoint_and_evaluates(ray_local, s
 
     from harp.evaluate import evaluate_checkpoint
     from harp.train.checkpoint import read_config
-    from harp.train.ray_train import best_checkpoint, run_torch_trainer
+    from harp.train.ray_train import run_torch_trainer
+    from harp.tune.results import best_train_run_checkpoint
 
     cfg = _cfg(synthetic_config, "train.num_workers=2", "train.epochs=3", "sweep.metric=val_loss", "sweep.mode=min")
     with pytest.raises(HarpError, match="finite"):
@@ -102,7 +103,9 @@ def test_two_worker_ddp_run_keeps_its_best_checkpoint_and_evaluates(ray_local, s
     kept = sorted(json.loads((p / "metrics.json").read_text())["epoch"] for p in Path(result.path).iterdir() if p.is_dir() and p.name.startswith("checkpoint_"))
     assert kept == sorted({r["epoch"] for r in two_best} | {3})
     # the best, found from the Train run's own results (not the latest)
-    best = best_checkpoint(Path(result.path), "val_loss", "min")
+    found = best_train_run_checkpoint(Path(result.path), "val_loss", "min")
+    assert found is not None
+    best = found.path
     assert json.loads((best / "metrics.json").read_text())["val_loss"] == min(r["val_loss"] for r in reports)
     assert read_config(best) == cfg
     # DDP-unwrapped weights load into a plain model and evaluate with multiple views

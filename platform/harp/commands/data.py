@@ -98,7 +98,6 @@ def _inspect(cfg, progress: bool) -> int:
 def _demo(cfg, batches: int, progress: bool) -> int:
     from harp.data.loader import build_dataset, build_loader
     from harp.data.manifest import ensure_manifest, load_manifest, summarize
-    from harp.data.sampling import describe
     from harp.models import resolve
 
     t0 = time.perf_counter()
@@ -108,8 +107,8 @@ def _demo(cfg, batches: int, progress: bool) -> int:
     model = resolve(cfg.model, df.attrs.get("classes") and len(df.attrs["classes"]))
     dataset = build_dataset(cfg, "train", True, model.frames, model.frame_size)
     loader = build_loader(dataset, cfg.train.batch_size, shuffle=True, num_workers=cfg.data.num_workers)
-    print(f"sampling {describe(cfg.sampling.method, dataset.params)}, decode {cfg.data.decode_backend}, "
-          f"{len(dataset)} training clips, model {cfg.model.family}/{cfg.model.size} wants {dataset.frames} frames at {model.frame_size} px")  # fmt: skip
+    print(f"sampling {dataset.sampler.notation()}, decode {cfg.data.decode_backend}, {len(dataset)} training clips, "
+          f"model {cfg.model.family}/{cfg.model.size} wants {dataset.sampler.params.num_frames} frames at {model.frame_size} px")  # fmt: skip
     t1 = time.perf_counter()
     clips = skipped = 0
     for i, batch in enumerate(loader):

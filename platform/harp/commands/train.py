@@ -10,12 +10,15 @@ import argparse
 import logging
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from harp.config.flags import add_hydra_flags, refuse_multirun, show_job_config
 from harp.config.load import load_config, to_yaml
 from harp.config.schema import HarpConfig
 from harp.errors import HarpError
+from harp.models.registry import check_family
 
 log = logging.getLogger("harp.train")
 
@@ -52,7 +55,7 @@ def resolve_resume(path: str | Path) -> Path:
 
 def train_local(cfg: HarpConfig, run_dir: Path, *, resume: Path | None = None, quiet: bool = False) -> dict[str, Any]:
     """One worker, in this process. Returns {'history', 'best', 'latest', 'run_dir'}."""
-    from harp.train.loop import LocalSession, train_loop
+    from harp.train import LocalSession, train_loop  # function-level: torch, so `harp train --help` stays instant
 
     def show(metrics: dict[str, float], _: Path | None) -> None:
         if not quiet:
@@ -78,9 +81,10 @@ def _print_callback(epochs: int):
 
 def train_distributed(cfg: HarpConfig, output_dir: Path, name: str) -> dict[str, Any]:
     """train.num_workers DDP workers on a TorchTrainer; re-running with the same name resumes."""
-    import ray
+    import ray  # function-level (here and in _print_callback): Ray is slow to import and one worker never needs it
 
-    from harp.train.ray_train import best_checkpoint, run_torch_trainer
+    from harp.train.ray_train import run_torch_trainer  # function-level: torch, see train_local
+    from harp.tune.results import best_train_run_checkpoint  # Ray: see above
 
     started = False
     if not ray.is_initialized():
@@ -88,7 +92,8 @@ def train_distributed(cfg: HarpConfig, output_dir: Path, name: str) -> dict[str,
         started = True
     try:
         result = run_torch_trainer(cfg, storage_path=output_dir.resolve(), name=name, callbacks=[_print_callback(cfg.train.epochs)])
-        best = best_checkpoint(result, cfg.sweep.metric, cfg.sweep.mode)
+        found = best_train_run_checkpoint(result, cfg.sweep.metric, cfg.sweep.mode)
+        best = found.path if found is not None else None
         latest = Path(result.checkpoint.path) if result.checkpoint is not None else None
         return {"history": [], "best": best, "latest": latest, "run_dir": Path(result.path), "result": result}
     finally:
@@ -109,12 +114,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--resume", help="one worker: a checkpoint directory or run directory to resume from exactly "
                         "(continues in that run's directory unless --name is given)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.family=tsm optim.lr=0.01")
+    add_hydra_flags(parser)
     args = parser.parse_args(argv)
+    refuse_multirun(args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     resume = resolve_resume(args.resume) if args.resume else None
     # a resumed run starts from its own config (overrides on top, e.g. train.epochs=20)
     cfg = load_config(args.overrides, args.config or (resume / "config.yaml" if resume else None))
+    if show_job_config(args, cfg):
+        return 0
+    check_family(cfg.model.family)  # an unknown family fails here, in one line, before any data work
     output_dir = Path(cfg.train.output_dir)
     name = args.name or default_run_name(cfg)
     if resume is not None and not args.name and resume.parent.name == "checkpoints":
@@ -134,7 +144,7 @@ def main(argv: list[str]) -> int:
     best = out["best"]
     print(f"run directory:    {out['run_dir']}")
     if best is not None:
-        from harp.train.checkpoint import read_metrics
+        from harp.train.checkpoint import read_metrics  # function-level: torch, see train_local
 
         score = read_metrics(best).get(cfg.sweep.metric)
         shown = f" ({cfg.sweep.metric} {score:.4f})" if isinstance(score, (int, float)) else ""

@@ -1,4 +1,5 @@
-"""Build the dataset of a config and split, its DataLoader, and the bad-file budget check.
+"""Build the dataset of a config and split, its DataLoader; read the batch dicts it yields and
+check the bad-file budget.
 
 The batch dict a loader yields (collated ``VideoClipDataset`` items):
 
@@ -12,15 +13,19 @@ The batch dict a loader yields (collated ``VideoClipDataset`` items):
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from harp.config.schema import HarpConfig
-from harp.data.dataset import VideoClipDataset
+from harp.data.dataset import DecodeSettings, VideoClipDataset
 from harp.data.manifest import class_names, ensure_manifest, load_manifest
+from harp.data.sampling import FrameSampler
+from harp.data.transforms import ClipTransform
+from harp.data.video_table import VideoTable
 from harp.errors import ConfigError, HarpError
 
 log = logging.getLogger("harp.data")
@@ -49,11 +54,14 @@ def build_dataset(
     num_views_clips: int = 1,
     num_crops: int = 1,
 ) -> VideoClipDataset:
-    """The clips of ``split`` (train / val / test) of the data set ``cfg.data`` describes.
+    """The clips of ``split`` (train / val / test) of the data set ``cfg.data`` describes, assembled
+    from the config's sections: the manifest's rows (``data``), the frame sampler (``sampling``,
+    ``data.short_video``), the transform (``augment``, ``data.flip``) and the decoder (``data``).
 
     ``frames`` and ``frame_size`` come from the model family (``harp.models.resolve``);
-    ``cfg.sampling.num_frames`` overrides ``frames``. The manifest is built (and the synthetic
-    data synthesised) on first use.
+    ``cfg.sampling.num_frames`` overrides ``frames``. At test time an item is ``num_views_clips``
+    clips x ``num_crops`` crops. The manifest is built (and the synthetic data synthesised) on
+    first use.
     """
     path = ensure_manifest(cfg.data)
     df = load_manifest(path)
@@ -66,35 +74,33 @@ def build_dataset(
     if not root.is_dir() and df.attrs.get("root"):
         root = Path(df.attrs["root"])
     flip, swap = flip_settings(cfg, names)
-    dataset = VideoClipDataset(
-        part["path"].tolist(),
-        part["label_index"].tolist(),
-        part["frames"].tolist(),
-        part["width"].tolist(),
-        part["height"].tolist(),
-        keyframe_intervals=part["keyframe_interval"].tolist(),
-        root=root,
-        frames=cfg.sampling.num_frames or frames,
-        frame_size=frame_size,
-        train=train,
-        method=cfg.sampling.method,
+    sampler = FrameSampler.build(
+        cfg.sampling.method,
+        num_frames=cfg.sampling.num_frames or frames,
         interval=cfg.sampling.interval,
         num_clips=cfg.sampling.num_clips,
-        num_views_clips=num_views_clips,
-        num_crops=num_crops,
+        train=train,
         short_video=cfg.data.short_video,
-        backend=cfg.data.decode_backend,
-        timeout_s=cfg.data.decode_timeout_s,
+        test_clips=num_views_clips,
+    )
+    transform = ClipTransform(
+        frame_size=frame_size,
+        train=train,
         resize_short=cfg.augment.resize_short_side,
-        crop_scales=cfg.augment.crop_scales,
+        scales=tuple(cfg.augment.crop_scales),
         flip=flip,
+        jitter=cfg.augment.color_jitter,
+        num_crops=num_crops,
+    )
+    return VideoClipDataset(
+        VideoTable.from_manifest(part, root, names),
+        sampler,
+        transform,
+        decode=DecodeSettings(cfg.data.decode_backend, cfg.data.decode_timeout_s),
         flip_swap=swap,
-        color_jitter=cfg.augment.color_jitter,
         seed=cfg.data.seed,
         max_retries=cfg.data.max_retries,
-        class_names=names,
     )
-    return dataset
 
 
 def _worker_init(_: int) -> None:
@@ -131,6 +137,22 @@ def build_loader(
 def failed_paths(batch_failed: Iterable[str]) -> list[str]:
     """The file paths in a batch's ``failed`` field (``;``-joined per sample)."""
     return [p for entry in batch_failed for p in entry.split(";") if p]
+
+
+def batch_failed(batch: Mapping[str, Any]) -> list[str]:
+    """The paths of the files that failed to decode for this batch."""
+    failed = batch.get("failed")
+    if not failed:
+        return []
+    return failed_paths([failed] if isinstance(failed, str) else failed)
+
+
+def batch_skipped(batch: Mapping[str, Any]) -> int:
+    """How many samples of this batch replace a file that failed to decode."""
+    skipped = batch.get("skipped")
+    if skipped is None:
+        return 0
+    return int(torch.as_tensor(skipped).sum().item())
 
 
 def check_skip_budget(skipped: int, seen: int, max_fraction: float, failed_paths: list[str]) -> None:

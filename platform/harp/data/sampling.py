@@ -1,37 +1,45 @@
-"""Which frames of a video make a clip: one pure function per strategy of the papers.
+"""Which frames of a video make a clip: one pure function per strategy of the papers, and the
+``FrameSampler`` object a dataset calls.
 
-Every sampler has the signature ``(num_frames_in_video, rng, params) -> indices`` and never
-touches a video, so its properties are tested directly. It returns int64 frame indices in
+Every sampling function has the signature ``(num_frames_in_video, rng, params) -> indices`` and
+never touches a video, so its properties are tested directly. It returns int64 frame indices in
 ``[0, num_frames_in_video)``, in temporal order, shape ``(T,)``; ``multi_clip`` returns
 ``(num_clips, T)``. ``params.train`` picks the training behaviour (random offsets) or the test
 behaviour (deterministic, centred); test-time multi-view sampling is ``sample_views``.
 
+``FrameSampler`` bundles a method with its parameters, as PyTorchVideo's clip samplers do: the
+dataset asks it for the frames of an item and how many frames a video needs, without knowing the
+strategies.
+
 Videos shorter than a strategy needs (``frames_needed``) are handled by ``params.short``:
-``loop`` wraps around to the start, ``repeat_last`` holds the last frame. The ``augment`` mode
-(``harp.data.short_video``) lengthens the decoded frames *before* sampling, so the samplers
-then see a long-enough video; they fall back to ``loop`` if it is still short.
+``loop`` wraps around to the start, ``repeat_last`` holds the last frame. The config's third mode,
+``augment``, lengthens the decoded frames *before* sampling (``harp.data.short_video``;
+``FrameSampler.lengthen_short``), so the functions then see a long-enough video; they ``loop`` if
+it is still short.
 
-Strategies (names are ``config.schema.SAMPLING_METHODS``):
+Strategies (``FRAME_SAMPLERS``; the config's ``sampling.method`` names one):
 
-- ``uniform``: T frames at a fixed interval (e.g. 8 at 1/32, 001); random start in training,
-  centred in test.
+- ``uniform``: T frames at a fixed interval (e.g. 8 at 1/32, as Kaur samples for TimeSformer);
+  random start in training, centred in test.
 - ``equidistant``: T equal segments over the whole video (TSN); a random frame per segment in
   training, each segment's centre in test.
 - ``random``: T distinct frames, sorted; in test the segment centres (deterministic).
 - ``dense``: T consecutive frames; random start in training, centred in test.
 - ``multi_clip``: N clips of T consecutive frames spread evenly over the video, overlapping only
-  when the video is shorter than N*T (003: 5 x 16 frames); small random shifts in training.
+  when the video is shorter than N*T (Anh et al. 2022: 5 x 16 frames); small random shifts in
+  training.
 - ``segment_stride``: the video is cut into segments a clip long; a random segment (the middle
-  one in test), a random start inside it, then every k-th frame, T times (000: every 3rd frame).
+  one in test), a random start inside it, then every k-th frame, T times (Chen, Tang and Cai
+  2022: every 3rd frame).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from harp.config.schema import SAMPLING_METHODS, SHORT_VIDEO_MODES
+SHORT_INDEX_MODES = ("loop", "repeat_last")  # index mappings; the config's "augment" needs pixels (FrameSampler.lengthen_short)
 
 
 @dataclass(frozen=True)
@@ -47,11 +55,11 @@ class SamplingParams:
     def __post_init__(self) -> None:
         if self.num_frames < 1 or self.interval < 1 or self.num_clips < 1:
             raise ValueError(f"sampling params must be positive: {self}")
-        if self.short not in SHORT_VIDEO_MODES:
-            raise ValueError(f"short={self.short!r}; choose one of {SHORT_VIDEO_MODES}")
+        if self.short not in SHORT_INDEX_MODES:
+            raise ValueError(f"short={self.short!r}; choose one of {SHORT_INDEX_MODES}")
 
 
-Sampler = Callable[[int, np.random.Generator, SamplingParams], np.ndarray]
+SampleFunction = Callable[[int, np.random.Generator, SamplingParams], np.ndarray]
 
 
 def frames_needed(method: str, params: SamplingParams) -> int:
@@ -68,7 +76,7 @@ def fit_to_length(indices: np.ndarray, n: int, short: str) -> np.ndarray:
         raise ValueError("a video needs at least one frame")
     if short == "repeat_last":
         return np.minimum(indices, n - 1)
-    return indices % n  # loop (and the fallback of augment)
+    return indices % n  # loop
 
 
 def _start(n: int, span: int, rng: np.random.Generator, train: bool) -> int:
@@ -131,7 +139,7 @@ def _clip_starts(n: int, span: int, count: int) -> np.ndarray:
 
 
 def multi_clip(n: int, rng: np.random.Generator, p: SamplingParams) -> np.ndarray:
-    """(num_clips, T): N clips of T consecutive frames spread evenly over the video (003)."""
+    """(num_clips, T): N clips of T consecutive frames spread evenly over the video (Anh et al. 2022)."""
     t, count = p.num_frames, p.num_clips
     starts = _clip_starts(n, t, count)
     if p.train and n > t:
@@ -143,7 +151,8 @@ def multi_clip(n: int, rng: np.random.Generator, p: SamplingParams) -> np.ndarra
 
 
 def segment_stride(n: int, rng: np.random.Generator, p: SamplingParams) -> np.ndarray:
-    """000: segments a clip long; random segment and start in it (train), middle segment (test); every k-th frame."""
+    """Segments a clip long; a random segment and start in it (train), the middle segment (test); every k-th frame
+    (Chen, Tang and Cai 2022)."""
     span = (p.num_frames - 1) * p.interval + 1
     steps = np.arange(p.num_frames, dtype=np.int64) * p.interval
     if n <= span:
@@ -156,7 +165,7 @@ def segment_stride(n: int, rng: np.random.Generator, p: SamplingParams) -> np.nd
     return start + steps
 
 
-SAMPLERS: dict[str, Sampler] = {
+FRAME_SAMPLERS: dict[str, SampleFunction] = {
     "uniform": uniform,
     "equidistant": equidistant,
     "random": random,
@@ -164,12 +173,11 @@ SAMPLERS: dict[str, Sampler] = {
     "multi_clip": multi_clip,
     "segment_stride": segment_stride,
 }
-assert tuple(SAMPLERS) == SAMPLING_METHODS, "SAMPLERS must list config.schema.SAMPLING_METHODS in order"
 
 
 def sample(method: str, n: int, rng: np.random.Generator, params: SamplingParams) -> np.ndarray:
     """One training/test sample: (T,) indices, or (num_clips, T) for multi_clip."""
-    return SAMPLERS[method](n, rng, params)
+    return FRAME_SAMPLERS[method](n, rng, params)
 
 
 def sample_views(method: str, n: int, num_clips: int, rng: np.random.Generator, params: SamplingParams) -> np.ndarray:
@@ -198,8 +206,80 @@ def sample_views(method: str, n: int, num_clips: int, rng: np.random.Generator, 
     return fit_to_length(idx, n, p.short)
 
 
-def describe(method: str, params: SamplingParams) -> str:
-    """MMAction2-style token: clip_len x interval x clips (e.g. ``8x32x1``)."""
-    interval = params.interval if method in ("uniform", "segment_stride") else 1
-    clips = params.num_clips if method == "multi_clip" else 1
-    return f"{method}:{params.num_frames}x{interval}x{clips}"
+@dataclass(frozen=True)
+class FrameSampler:
+    """The frames one dataset item decodes: a strategy of ``FRAME_SAMPLERS`` with its parameters.
+
+    A dataset needs three answers from it, and nothing about the strategies: which frames of an
+    ``n``-frame video make the item (``clips``), how many training samples a video yields
+    (``clips_per_video``), and how long a video must be before it counts as short
+    (``frames_needed``). ``params.train`` chooses random (training) or centred (test) frames; at
+    test time an item is ``test_clips`` evenly spread clips of the video. ``lengthen_short`` (the
+    config's ``data.short_video=augment``) tells the dataset to lengthen a short video's decoded
+    frames before asking for indices (``harp.data.short_video``).
+    """
+
+    method: str
+    params: SamplingParams
+    test_clips: int = 1
+    lengthen_short: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in FRAME_SAMPLERS:
+            raise ValueError(f"no frame sampler {self.method!r}; choose one of {', '.join(FRAME_SAMPLERS)}")
+        if self.test_clips < 1:
+            raise ValueError("test_clips must be >= 1")
+
+    @classmethod
+    def build(
+        cls,
+        method: str,
+        *,
+        num_frames: int,
+        interval: int = 2,
+        num_clips: int = 1,
+        train: bool = True,
+        short_video: str = "loop",
+        test_clips: int = 1,
+    ) -> FrameSampler:
+        """From the config's words (``sampling.*``, ``data.short_video``): ``augment`` lengthens
+        short videos first and loops past what it could not lengthen."""
+        augment = short_video == "augment"
+        params = SamplingParams(num_frames, interval, num_clips, train, "loop" if augment else short_video)
+        return cls(method, params, test_clips=test_clips if not train else 1, lengthen_short=augment)
+
+    @property
+    def train(self) -> bool:
+        return self.params.train
+
+    @property
+    def frames_needed(self) -> int:
+        return frames_needed(self.method, self.params)
+
+    @property
+    def clips_per_video(self) -> int:
+        """Training samples per video: ``multi_clip`` trains on each of a video's clips as a sample of
+        its own (Anh et al. 2022), so an epoch has ``num_clips`` times as many samples."""
+        return self.params.num_clips if (self.train and self.method == "multi_clip") else 1
+
+    def indices(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
+        """One sample of a video of ``num_frames`` frames: (T,), or (num_clips, T) for multi_clip."""
+        return sample(self.method, num_frames, rng, self.params)
+
+    def views(self, num_frames: int, num_clips: int, rng: np.random.Generator) -> np.ndarray:
+        """Test time: (num_clips, T), deterministic, covering the video."""
+        return sample_views(self.method, num_frames, num_clips, rng, self.params)
+
+    def clips(self, num_frames: int, rng: np.random.Generator, clip: int = 0) -> np.ndarray:
+        """(V, T) indices one item decodes: training, its one clip (``clip`` picks a multi_clip
+        sample's clip; V=1); test, ``test_clips`` views."""
+        if not self.train:
+            return self.views(num_frames, self.test_clips, rng)
+        idx = self.indices(num_frames, rng)
+        return idx[clip][None] if idx.ndim == 2 else idx[None]
+
+    def notation(self) -> str:
+        """MMAction2-style clip_len x interval x clips (e.g. ``uniform:8x32x1``), for logs."""
+        interval = self.params.interval if self.method in ("uniform", "segment_stride") else 1
+        clips = self.params.num_clips if self.method == "multi_clip" else 1
+        return f"{self.method}:{self.params.num_frames}x{interval}x{clips}"

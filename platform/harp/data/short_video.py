@@ -1,13 +1,15 @@
-"""Lengthen a video that is shorter than a sampler needs, *before* sampling (001).
+"""Lengthen a video that is shorter than a sampler needs, *before* sampling (Kaur, "Action
+Recognition Using Vision Transformers").
 
-001 pads short HMDB51 clips with, in this order and only until enough frames exist:
+Kaur pads short HMDB51 clips with, in this order and only until enough frames exist:
 interpolated in-between frames (the average of two neighbours), then the reversed sequence
 appended, then copies at brightness factors 0.6, 0.8, 1.2 and 1.4. Augmenting first and
 sampling after gave better top-1 than the reverse (more diverse frames to sample from).
 
 ``augmented_length`` computes the resulting length without touching pixels, so the dataset can
-plan; ``augment_short`` builds the frames. ``loop`` and ``repeat_last`` need no pixels at all:
-they are index mappings (``harp.data.sampling.fit_to_length``).
+plan; ``augment_short`` builds the frames (the dataset calls it when its ``FrameSampler`` says
+``lengthen_short``). ``loop`` and ``repeat_last`` need no pixels at all: they are index mappings
+(``harp.data.sampling.fit_to_length``).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ BRIGHTNESS_FACTORS = (0.6, 0.8, 1.2, 1.4)
 
 
 def _steps(n: int, needed: int) -> list[tuple[str, float]]:
-    """The augmentation steps 001 applies to reach ``needed`` frames from ``n``."""
+    """The augmentation steps Kaur applies to reach ``needed`` frames from ``n``."""
     steps: list[tuple[str, float]] = []
     length = n
     if length < needed and n >= 2:

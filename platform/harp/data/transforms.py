@@ -10,12 +10,14 @@ a flip is safe, never allowed, or swaps labels (``data.flip``), and relabels fli
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from harp.errors import HarpError
 
 
 def resize_short_side(clip: torch.Tensor, short_side: int) -> torch.Tensor:
@@ -78,25 +80,41 @@ class ClipTransform:
 
     Training: multi-scale crop (TSN: crop sides drawn from ``scales`` x short side, aspect within
     one step), resized to ``frame_size``; horizontal flip with probability 0.5 when ``flip``;
-    colour jitter of strength ``jitter``. Test: ``resize`` short side then centre crop, or three
-    crops along the long side (``num_crops=3``).
+    colour jitter of strength ``jitter``. Test: ``resize_short`` short side then centre crop, or
+    three crops along the long side (``num_crops=3``). ``resize_short`` defaults to
+    ``frame_size * 8 / 7`` (128 for 112), the usual ratio of resize to crop.
     """
 
     frame_size: int
     train: bool
-    resize_short: int
+    resize_short: int | None = None
     scales: Sequence[float] = field(default_factory=lambda: (1.0, 0.875, 0.75, 0.66))
     flip: bool = True
     jitter: float = 0.0
     num_crops: int = 1
+
+    def __post_init__(self) -> None:
+        if self.num_crops not in (1, 3):
+            raise HarpError(f"num_crops={self.num_crops}: use 1 (centre) or 3 (three crops)")
+        self.resize_short = int(self.resize_short or round(self.frame_size * 8 / 7))
+
+    @property
+    def decode_short_side(self) -> int:
+        """The short side worth decoding at: the first resize this transform would do (three test
+        crops resize the short side to the crop size), so the decoder does it instead."""
+        return self.frame_size if (not self.train and self.num_crops == 3) else self._short
+
+    @property
+    def _short(self) -> int:
+        return int(self.resize_short or 0)  # set in __post_init__
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> tuple[list[torch.Tensor], bool]:
         """Returns the views (1, or num_crops at test time) and whether the clip was flipped."""
         if not self.train:
             if self.num_crops == 3:
                 return three_crops(clip, self.frame_size), False
-            return [center_crop(resize_short_side(clip, self.resize_short), self.frame_size)], False
-        clip = resize_short_side(clip, self.resize_short)
+            return [center_crop(resize_short_side(clip, self._short), self.frame_size)], False
+        clip = resize_short_side(clip, self._short)
         h, w = clip.shape[1:3]
         base = min(h, w)
         sizes = [max(1, int(base * s)) for s in self.scales]

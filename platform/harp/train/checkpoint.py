@@ -2,28 +2,33 @@
 
 ```
 <dir>/model.safetensors   weights (DDP unwrapped), metadata: family, num_classes
-<dir>/state.pt            optimiser, scheduler, scaler, epoch, global step, RNG states
+<dir>/state.pt            optimiser, LR schedule, epoch, global step, RNG states
                           (plain tensors and numbers: torch.load(weights_only=True) reads it)
 <dir>/config.yaml         the fully resolved HarpConfig (`harp train --config` retrains it)
 <dir>/metrics.json        the metrics reported with this checkpoint
 ```
+
+The RNG states are Python's, NumPy's global and torch's (CPU and CUDA): the model's random stream
+(dropout). The data pipeline keeps none of its own: its order and augmentation are functions of
+(seed, epoch, index) (``harp.data.determinism``), so restoring these is all an exact resume needs.
 """
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
 
 from harp.config.load import load_config, to_yaml
 from harp.config.schema import HarpConfig
 from harp.errors import HarpError
+from harp.numbers import jsonable
 
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
@@ -37,7 +42,7 @@ def unwrap(model: nn.Module) -> nn.Module:
         if hasattr(model, "_orig_mod"):
             model = model._orig_mod  # type: ignore[assignment]
         elif isinstance(model, nn.parallel.DistributedDataParallel) or (
-            hasattr(model, "module") and isinstance(getattr(model, "module"), nn.Module) and type(model).__name__.endswith("DataParallel")
+            hasattr(model, "module") and isinstance(model.module, nn.Module) and type(model).__name__.endswith("DataParallel")
         ):
             model = model.module  # type: ignore[assignment]
         else:
@@ -89,7 +94,6 @@ def save_checkpoint(
     metrics: Mapping[str, Any] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
-    scaler: Any = None,
     epoch: int = 0,
     global_step: int = 0,
     num_classes: int | None = None,
@@ -111,25 +115,14 @@ def save_checkpoint(
         "global_step": int(global_step),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "scaler": scaler.state_dict() if scaler is not None else None,
         "rng": rng_state(),
         "class_names": list(class_names) if class_names is not None else None,
         "num_classes": num_classes,
     }
     torch.save(state, directory / STATE)
     (directory / CONFIG).write_text(to_yaml(cfg))
-    (directory / METRICS).write_text(json.dumps(_jsonable(dict(metrics or {})), indent=2, sort_keys=True) + "\n")
+    (directory / METRICS).write_text(json.dumps(jsonable(dict(metrics or {})), indent=2, sort_keys=True) + "\n")
     return directory
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.generic, torch.Tensor)):
-        return value.item() if getattr(value, "ndim", 0) == 0 else value.tolist()
-    return value
 
 
 def check_checkpoint_dir(directory: str | Path) -> Path:
@@ -161,23 +154,17 @@ def read_metrics(directory: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def read_weights_metadata(directory: str | Path) -> dict[str, str]:
-    with safe_open(str(Path(directory) / WEIGHTS), framework="pt") as handle:
-        return dict(handle.metadata() or {})
-
-
 def load_checkpoint(
     directory: str | Path,
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
-    scaler: Any = None,
     *,
     restore_rng: bool = False,
     strict: bool = True,
     map_location: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Load weights (into the unwrapped model) and, when given, optimiser/scheduler/scaler/RNG.
+    """Load weights (into the unwrapped model) and, when given, optimiser / LR schedule / RNG states.
 
     Returns the saved state (epoch, global_step, ...) plus ``metrics`` from metrics.json.
     """
@@ -200,8 +187,6 @@ def load_checkpoint(
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state.get("scheduler") is not None:
         scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None and state.get("scaler") is not None:
-        scaler.load_state_dict(state["scaler"])
     if restore_rng and state.get("rng") is not None:
         set_rng_state(state["rng"])
     state["metrics"] = read_metrics(directory)

@@ -6,7 +6,7 @@ not of rank 0's shard.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -20,11 +20,6 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] =
     top = logits.topk(kmax, dim=-1).indices  # (B, kmax)
     hits = top.eq(labels.view(-1, 1))
     return {k: int(hits[:, : min(k, num_classes)].any(dim=1).sum().item()) for k in ks}
-
-
-def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, float]:
-    n = max(1, labels.numel())
-    return {k: c / n for k, c in topk_correct(logits, labels, ks).items()}
 
 
 def all_reduce_sums(values: Mapping[str, float], device: torch.device | str = "cpu") -> dict[str, float]:

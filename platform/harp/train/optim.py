@@ -7,7 +7,7 @@ touches normalisation weights or biases: decaying those only hurts.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

@@ -10,16 +10,25 @@ would retry forever).
 
 Starting a TorchTrainer costs ~20 s on 2 cores: single-worker runs should use the loop in-process
 (``LocalSession`` / ``TuneSession``) instead; ``harp train`` and the sweep trainable do.
+
+Ray itself is imported inside the functions that use it: it takes seconds to import.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+import torch
 
 from harp.config.load import from_dict, to_dict
 from harp.config.schema import HarpConfig
+from harp.data.manifest import ensure_manifest
 from harp.errors import HarpError
+from harp.train.loop import train_loop
+from harp.train.run import micro_batch_size
+from harp.train.sessions import RayTrainSession
 
 log = logging.getLogger("harp.train")
 
@@ -28,8 +37,6 @@ DEFAULT_NUM_TO_KEEP = 2
 
 def train_worker(config: dict[str, Any]) -> None:
     """Ray Train's per-worker entry point: rebuild the config, run THE loop with a Ray Train session."""
-    from harp.train.loop import RayTrainSession, train_loop
-
     _quiet_report_lines(config.get("log_level", "INFO"))
     train_loop(from_dict(config["cfg"]), RayTrainSession())
 
@@ -50,8 +57,6 @@ def gpus_available() -> bool:
 
     if ray.is_initialized():
         return ray.cluster_resources().get("GPU", 0) > 0
-    import torch
-
     return torch.cuda.is_available()
 
 
@@ -90,21 +95,18 @@ def run_torch_trainer(
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from harp.data.manifest import ensure_manifest
-
     max_failures = cfg.sweep.max_failures if max_failures is None else max_failures
     if max_failures < 0 or controller_failure_limit < 0:
         raise HarpError(
             f"max_failures={max_failures}, controller_failure_limit={controller_failure_limit}: both must be finite (>= 0), "
             "or a run that can never start (e.g. no free GPU) retries forever"
         )
-    from harp.train.loop import micro_batch_size
-
     micro_batch_size(cfg, cfg.train.num_workers)  # a bad batch split fails here, not after ~20 s of start-up
     # Synthesise / index once here, not concurrently in every worker.
     ensure_manifest(cfg.data, progress=False)
     scaling = scaling_config(cfg, resources_per_worker)
-    run_config = ray.train.RunConfig(
+    # Train V2's configs take logging_config and controller_failure_limit; the annotations mypy finds are Train V1's.
+    run_config = ray.train.RunConfig(  # type: ignore[call-arg]
         name=name,
         storage_path=str(storage_path),
         checkpoint_config=ray.train.CheckpointConfig(
@@ -112,7 +114,7 @@ def run_torch_trainer(
             checkpoint_score_attribute=cfg.sweep.metric,
             checkpoint_score_order=cfg.sweep.mode,
         ),
-        failure_config=ray.train.FailureConfig(max_failures=max_failures, controller_failure_limit=controller_failure_limit),
+        failure_config=ray.train.FailureConfig(max_failures=max_failures, controller_failure_limit=controller_failure_limit),  # type: ignore[call-arg]
         callbacks=list(callbacks) or None,
         logging_config=ray.train.LoggingConfig(log_level=log_level),
     )
@@ -130,8 +132,9 @@ def run_torch_trainer(
         if raise_on_failure:
             raise HarpError(f"training run {name} failed: {_reason(exc)}") from exc
         raise
-    if raise_on_failure and getattr(result, "error", None) is not None:
-        raise HarpError(f"training run {name} failed: {_reason(result.error)}")
+    error = getattr(result, "error", None)
+    if raise_on_failure and error is not None:
+        raise HarpError(f"training run {name} failed: {_reason(error)}")
     return result
 
 
@@ -150,17 +153,3 @@ def _reason(exc: BaseException) -> str:
         if "HarpError" in line or "Error" in line:
             return line.strip()
     return lines[-1].strip() if lines else type(last).__name__
-
-
-def best_checkpoint(result_or_path: Any, metric: str, mode: str) -> Path | None:
-    """The best checkpoint directory of a Train run (by ``metric``/``mode``), not its latest.
-
-    Accepts a ``ray.train.Result`` or the run's directory (``storage_path/name``).
-    """
-    import ray.train
-
-    result = result_or_path
-    if isinstance(result_or_path, (str, Path)):
-        result = ray.train.Result.from_path(str(result_or_path))
-    checkpoint = result.get_best_checkpoint(metric, mode)
-    return Path(checkpoint.path) if checkpoint is not None else None

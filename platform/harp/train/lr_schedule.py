@@ -1,14 +1,17 @@
 """Learning-rate schedules, stepped once per optimiser step, with linear warmup.
 
-Milestones and decay are written in epochs (as the papers state them: 004 decays at epochs
-30/40/50) and converted to optimiser steps here, so gradient accumulation or a different batch
-size does not change what "epoch 30" means.
+Milestones and decay are written in epochs (as the papers state them: the MDT-Net paper of Xu,
+Cao and Yi decays at epochs 30/40/50) and converted to optimiser steps here, so gradient
+accumulation or a different batch size does not change what "epoch 30" means.
+
+(Named ``build_lr_schedule``, not "scheduler": a trial scheduler, ASHA, is something else, built in
+``harp.tune``.)
 """
 from __future__ import annotations
 
 import bisect
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -25,8 +28,6 @@ def lr_factor(cfg: OptimConfig, steps_per_epoch: int, epochs: int) -> Callable[[
     milestones = sorted(int(m) * steps_per_epoch for m in cfg.milestones)
     if cfg.schedule == "step" and not milestones:
         raise ConfigError("optim.schedule=step needs optim.milestones (in epochs), e.g. optim.milestones=[30,40,50]")
-    if cfg.schedule not in ("none", "cosine", "step", "exponential"):
-        raise ConfigError(f"optim.schedule={cfg.schedule!r} is not valid; choose one of: none, cosine, step, exponential")
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -40,11 +41,11 @@ def lr_factor(cfg: OptimConfig, steps_per_epoch: int, epochs: int) -> Callable[[
         if cfg.schedule == "exponential":
             # decays by gamma per epoch, smoothly per step
             return cfg.gamma ** ((step - warmup) / steps_per_epoch)
-        return 1.0
+        return 1.0  # none (the config accepts no other name)
 
     return factor
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int, epochs: int) -> LambdaLR:
+def build_lr_schedule(optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int, epochs: int) -> LambdaLR:
     """A LambdaLR over lr_factor; its state_dict is plain numbers (loads with weights_only=True)."""
     return LambdaLR(optimizer, lr_factor(cfg, steps_per_epoch, epochs))
