@@ -8,7 +8,7 @@ import pytest
 @pytest.fixture(scope="session")
 def ray_local():
     from harp.config import load_config
-    from harp.tune.tuner import ray_session
+    from harp.tune.ray_session import ray_session
 
     cfg = load_config(["sweep.ray_address=local"])
     with ray_session(cfg, num_cpus=2, num_gpus=0):

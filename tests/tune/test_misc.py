@@ -8,9 +8,11 @@ import pytest
 
 from harp.config import load_config
 from harp.errors import ConfigError
-from harp.tune.searcher import make_sampler, parse_objectives
+from harp.tune.searcher import parse_objectives
 from harp.tune.space import parse_space
-from harp.tune.tuner import SweepPaths, build_searcher, read_sweep, write_sweep_files
+from harp.tune.study import make_sampler
+from harp.tune.sweep_dir import SweepPaths, read_sweep, write_sweep_files
+from harp.tune.tuner import build_searcher
 from harp.tune.wandb_logging import resolve_mode
 
 SPACE = parse_space({"params": {"optim.lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}}}, name="misc")

@@ -13,7 +13,7 @@ from ray import tune
 
 from harp.tune.searcher import HarpOptunaSearch, Objective, parse_objectives
 from harp.tune.space import parse_space
-from harp.tune.tuner import build_scheduler
+from harp.tune.tuner import build_trial_scheduler
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +57,7 @@ def test_asha_stopped_trials_are_pruned_with_their_epochs(ray_local, tmp_path):
     url = f"sqlite:///{tmp_path}/optuna.db"
     searcher = HarpOptunaSearch(SPACE, objectives=[Objective("val_top1", "max")], storage_url=url, study_name="asha",
                                 sampler="random", seed=3, num_samples=8, planned_epochs=EPOCHS)
-    results = _fit(searcher, tmp_path, scheduler=build_scheduler(cfg, EPOCHS), num_samples=8)
+    results = _fit(searcher, tmp_path, scheduler=build_trial_scheduler(cfg, EPOCHS), num_samples=8)
     assert len(results) == 8
     study = optuna.load_study(study_name="asha", storage=url)
     states = {t.state.name for t in study.trials}

@@ -14,6 +14,8 @@ import pytest
 from harp.tune.space import base_config, parse_space
 from harp.tune.tuner import run_sweep
 
+from .wandb_reader import read_offline_run
+
 pytestmark = pytest.mark.slow
 
 EPOCHS = 2
@@ -103,8 +105,6 @@ def test_optuna_study_holds_the_reported_metrics(sweep):
 
 
 def test_wandb_offline_runs_hold_the_reported_metrics(sweep):
-    from harp.tune.wandb_logging import read_offline_run
-
     cfg, outcome, _ = sweep
     runs = sorted(outcome.paths.wandb.glob("offline-run-*"))
     frame = pd.read_parquet(outcome.paths.trials).set_index("trial_id")
@@ -122,8 +122,8 @@ def test_wandb_offline_runs_hold_the_reported_metrics(sweep):
 
 
 def test_export_writes_best_and_it_retrains_to_the_same_metrics(sweep, tmp_path):
-    from harp.config import load_config
     from harp.commands.train import train_local
+    from harp.config import load_config
 
     cfg, outcome, summary = sweep
     best = outcome.paths.best

@@ -20,7 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from harp.config.flags import add_hydra_flags, refuse_multirun, show_job_config
+from harp.config.schema import HarpConfig
 from harp.errors import ConfigError
+from harp.export import export_sweep
+from harp.tune.space import SearchSpace, base_config, describe_space, find_space, load_space
+from harp.tune.sweep_dir import SweepPaths, read_sweep
 
 log = logging.getLogger("harp.tune")
 
@@ -28,20 +35,7 @@ DEFAULT_SPACE = "search_spaces/default.yaml"
 _PATH_KEYS = (("data", "root"), ("data", "manifest"), ("data", "annotations"), ("train", "output_dir"))
 
 
-def find_space(name: str) -> Path:
-    """A space file given as a path, or a name under ./search_spaces or the source tree's."""
-    candidates = [Path(name)]
-    if not name.endswith((".yaml", ".yml")):
-        candidates.append(Path("search_spaces") / f"{name}.yaml")
-    repo = Path(__file__).resolve().parents[3]
-    candidates += [repo / c for c in candidates if not c.is_absolute()]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise ConfigError(f"search space not found: {name}; pass a YAML file (see search_spaces/)")
-
-
-def absolutise_paths(cfg: Any) -> None:
+def absolutise_paths(cfg: HarpConfig) -> None:
     """Trials run in Ray worker processes (maybe elsewhere): relative data/output paths are made
     absolute against the directory `harp sweep` was started from."""
     for section, key in _PATH_KEYS:
@@ -50,14 +44,12 @@ def absolutise_paths(cfg: Any) -> None:
             setattr(getattr(cfg, section), key, str(Path(value).resolve()))
 
 
-def _print_header(cfg: Any, space: Any, paths: Any) -> None:
-    from harp.tune.space import describe
-
+def _print_header(cfg: HarpConfig, space: SearchSpace, paths: SweepPaths) -> None:
     print(f"harp sweep {cfg.sweep.name}: {space.description or space.name}")
     print(f"  space {space.path or space.name}: {cfg.sweep.num_samples} trials, searcher={cfg.sweep.searcher}, "
           f"scheduler={cfg.sweep.scheduler}, metric={cfg.sweep.metric} ({cfg.sweep.mode}), "
           f"{cfg.sweep.max_concurrent_trials} at a time")
-    print(describe(space))
+    print(describe_space(space))
     print(f"  sweep directory: {paths.root}")
 
 
@@ -68,11 +60,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-export", action="store_true", help="skip the evaluation and export at the end")
     parser.add_argument("--quiet", action="store_true", help="no Tune progress table")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. sweep.num_samples=16 data.root=/data/UCF-101")
+    add_hydra_flags(parser)
     args = parser.parse_args(argv)
-
-    from harp.tune.space import base_config, load_space
-    from harp.tune.tuner import ray_session, read_sweep, run_sweep
-    from harp.tune.wandb_logging import resolve_mode, sync_hint
+    refuse_multirun(args)
 
     started = time.time()
     if args.resume:
@@ -87,23 +77,26 @@ def main(argv: list[str]) -> int:
         space_file = find_space(args.space or DEFAULT_SPACE)
         space = load_space(space_file)
         cfg = base_config(space, args.overrides)
+        if show_job_config(args, cfg):  # --cfg job: the sweep's base config, nothing run
+            return 0
         absolutise_paths(cfg)
-        import yaml
-
         raw_space = yaml.safe_load(space_file.read_text()) or {}
 
-    from harp.data.manifest import ensure_manifest
+    from harp.data.manifest import ensure_manifest  # pandas: not for `harp sweep --help`
 
     manifest = ensure_manifest(cfg.data)
     print(f"data: {cfg.data.format} at {cfg.data.root} (manifest {manifest})")
 
-    from harp.tune.tuner import prepare_sweep
+    # Ray and wandb take seconds to import: `harp sweep --help` and a bad override should not wait
+    from harp.tune.ray_session import ray_session
+    from harp.tune.tuner import prepare_sweep, run_sweep
+    from harp.tune.wandb_logging import resolve_mode, sync_hint
 
     cfg, paths = prepare_sweep(cfg, space)
     _print_header(cfg, space, paths)
     with ray_session(cfg):
         outcome = run_sweep(cfg, space, raw_space=raw_space, verbose=0 if args.quiet else 1)
-    results = outcome.results
+    results = [outcome.results[i] for i in range(len(outcome.results))]  # a ResultGrid indexes, typed without __iter__
     errors = [r for r in results if r.error is not None]
     print(f"\nsweep finished in {time.time() - started:.0f} s: {len(results)} trials, {len(errors)} with errors")
     for result in errors[:5]:
@@ -124,9 +117,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _export_and_report(cfg: Any, paths: Any, wandb_mode: str) -> None:
-    from harp.export import export_sweep
-
+def _export_and_report(cfg: HarpConfig, paths: SweepPaths, wandb_mode: str) -> None:
     summary = export_sweep(paths.root)
     print(f"\nbest trial {summary['trial_id']} (best checkpoint: epoch {summary.get('checkpoint_epoch')}, "
           f"{cfg.sweep.metric}={summary['val'].get(cfg.sweep.metric, float('nan')):.4f} on val)")

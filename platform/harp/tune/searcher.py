@@ -1,44 +1,49 @@
-"""A Ray Tune ``Searcher`` on Optuna's ask/tell API that tells Optuna the truth.
+"""The sweep's Ray Tune searcher: Ray's ``OptunaSearch``, telling Optuna the truth about each trial.
 
-Ray's ``OptunaSearch`` records a trial that ASHA stopped after one epoch as COMPLETE with that
-one epoch's score, so TPE learns from truncated runs as if they were final. Here:
+Ray's ``OptunaSearch`` already does the study: it creates or reconnects to it in the storage
+(``load_if_exists``), asks it for a trial through a define-by-run space function
+(``SearchSpace.sample``, so a conditional parameter is only asked for when it applies), and holds
+the objectives as metric/mode lists (NSGA-II: e.g. val_top1 max and gflops min). What it gets wrong
+for a sweep under ASHA is the end of a trial: it reports ``training_iteration`` (which restarts at
+1 after ``Tuner.restore``) and records a trial ASHA stopped after one epoch as COMPLETE with that
+epoch's score, so TPE learns from truncated runs as if they were final. This subclass overrides
+only that, plus grid enqueueing and pickling:
 
-- every reported epoch becomes an Optuna intermediate value (``trial.report(value, step=epoch)``);
+- every reported epoch becomes an Optuna intermediate value at ``step=epoch`` (harp's own counter);
 - a trial that ends before its planned epochs without an error (ASHA / median stopped it) is told
   ``PRUNED`` (Optuna keeps its last intermediate value and TPE treats it as pruned);
 - a trial that ran all its epochs is told ``COMPLETE`` with its best value over epochs (the value
   of the checkpoint that is kept and exported);
-- a trial that raised is told ``FAIL``.
-
-Sampling is define-by-run (``SearchSpace.sample``), so conditional parameters are only asked for
-when they apply. Samplers: ``tpe`` (default), ``random``, ``grid`` (every combination enqueued
-once), ``cmaes`` and ``nsga2`` (multi-objective, e.g. val_top1 max vs gflops min; Tune's own
-metric/mode must then stay unset, this searcher holds the lists). The study lives in an
-``RDBStorage`` (SQLite in the sweep directory or any SQLAlchemy URL), one study per sweep; a
-restored sweep reconnects to the same study and goes on.
+- a trial that raised is told ``FAIL``;
+- ``grid`` enqueues every combination once into a fresh study and ends the sweep when none waits;
+- a pickled searcher (Tune's experiment state, ``Tuner.restore``) carries no study: it reconnects
+  to the storage on first use, so a resumed sweep reads the database as it is now, not a cache.
 """
 from __future__ import annotations
 
 import logging
-import math
+import pickle
 import warnings
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
 
+import optuna
 from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
 
 from harp.errors import ConfigError
-from harp.tune.space import SearchSpace
+from harp.numbers import Mode, better, is_finite
+from harp.tune.params import SearchSpace
+from harp.tune.study import make_sampler, make_storage
 
 log = logging.getLogger("harp.tune")
-
-SAMPLERS = ("tpe", "random", "grid", "cmaes", "nsga2")
 
 
 @dataclass(frozen=True)
 class Objective:
     metric: str
-    mode: str  # "max" | "min"
+    mode: Mode
 
     @property
     def direction(self) -> str:
@@ -47,63 +52,37 @@ class Objective:
 
 def parse_objectives(metric: str, mode: str, extra: Sequence[str] = ()) -> list[Objective]:
     """The sweep metric first, then ``name:min|max`` entries (``sweep.objectives``)."""
-    objectives = [Objective(metric, mode)]
+    objectives = [Objective(metric, "max" if str(mode) == "max" else "min")]
     for item in extra:
         name, _, direction = str(item).partition(":")
         direction = direction or "min"
         if direction not in ("min", "max") or not name:
             raise ConfigError(f"sweep.objectives entry {item!r} must look like NAME:min or NAME:max (e.g. gflops:min)")
-        objectives.append(Objective(name, direction))
+        objectives.append(Objective(name, "max" if direction == "max" else "min"))
     return objectives
 
 
-def make_storage(url: str) -> Any:
-    """An ``optuna.storages.RDBStorage`` (OptunaSearch-style APIs want the object, not the URL)."""
-    import optuna
+@dataclass
+class _Progress:
+    """What the searcher has seen of one running trial."""
 
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    return optuna.storages.RDBStorage(url, **kwargs)
-
-
-def make_sampler(name: str, *, seed: int, num_samples: int, multi_objective: bool) -> Any:
-    import optuna
-
-    if name not in SAMPLERS:
-        raise ConfigError(f"sweep.searcher={name!r} is not valid; choose one of: {', '.join(SAMPLERS)}")
-    if multi_objective and name == "cmaes":
-        raise ConfigError("sweep.searcher=cmaes is single-objective; use nsga2 (or tpe) with sweep.objectives")
-    if name == "nsga2" and not multi_objective:
-        raise ConfigError("sweep.searcher=nsga2 is multi-objective: set sweep.objectives, e.g. sweep.objectives=[gflops:min]")
-    startup = max(2, min(10, num_samples // 3))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
-        if name == "tpe":
-            return optuna.samplers.TPESampler(
-                seed=seed, n_startup_trials=startup, multivariate=True, group=True, constant_liar=True
-            )
-        if name in ("random", "grid"):
-            return optuna.samplers.RandomSampler(seed=seed)
-        if name == "cmaes":
-            try:
-                import cmaes  # noqa: F401
-            except ImportError as exc:
-                raise ConfigError("sweep.searcher=cmaes needs the 'cmaes' package: pip install cmaes") from exc
-            return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
-        population = max(4, min(50, num_samples // 2))
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+    number: int  # the Optuna trial number (public and stable; the storage id is looked up from it)
+    planned: int  # epochs the trial was configured for
+    epoch: int = 0  # last epoch reported
+    best: float | None = None  # best value of the first objective so far
+    best_costs: list[Any] = field(default_factory=list)  # the other objectives at that epoch
 
 
-def _finite(value: Any) -> bool:
-    try:
-        return value is not None and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
+class HarpOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` with honest PRUNED / COMPLETE / FAIL states and one study per sweep.
 
+    Inherited state it uses (OptunaSearch has no public accessor for either): ``_ot_study``, the
+    study it created, and ``_ot_trials``, Tune trial id -> the Optuna trial its ``suggest`` asked
+    for. ``_setup_study`` (OptunaSearch's own study creation) reconnects after unpickling.
 
-class HarpOptunaSearch(Searcher):
-    """Ray Tune searcher: Optuna ask/tell, define-by-run, honest PRUNED/COMPLETE/FAIL states."""
+    With several objectives Tune sees the metric/mode lists, so it checks that every result
+    carries every objective (the trainable adds the measured costs to each report).
+    """
 
     def __init__(
         self,
@@ -120,22 +99,34 @@ class HarpOptunaSearch(Searcher):
     ) -> None:
         if not objectives:
             raise ConfigError("a sweep needs at least one objective (sweep.metric)")
-        super().__init__(metric=None, mode=None)
         self.space = space
         self.objectives = list(objectives)
-        self.storage_url = storage_url
-        self.study_name = study_name
         self.sampler_name = sampler
-        self.seed = seed
-        self.num_samples = num_samples
         self.planned_epochs = planned_epochs
         self.epoch_attr = epoch_attr
-        # tune trial id -> optuna storage trial id / number / params / progress
-        self._live: dict[str, dict[str, Any]] = {}
-        self._grid: list[dict[str, Any]] | None = space.grid_points() if sampler == "grid" else None
-        self._study: Any = None
-        self._trial_objs: dict[str, Any] = {}
-        self.study  # create (or reconnect to) the study now so a bad storage fails before Ray starts
+        self.storage = make_storage(storage_url)
+        self._progress: dict[str, _Progress] = {}
+        multi = len(self.objectives) > 1
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no INFO line per study and trial
+        # Creates (or reconnects to) the study now, so a bad storage fails before Ray starts trials.
+        super().__init__(
+            space=space.sample,
+            metric=[o.metric for o in self.objectives] if multi else self.objectives[0].metric,
+            mode=[o.mode for o in self.objectives] if multi else self.objectives[0].mode,
+            sampler=make_sampler(sampler, seed=seed, num_samples=num_samples, multi_objective=multi),
+            study_name=study_name,
+            storage=self.storage,
+        )
+        study = self.study
+        if not study.user_attrs:
+            study.set_user_attr("metrics", [o.metric for o in self.objectives])
+            study.set_user_attr("modes", [o.mode for o in self.objectives])
+            study.set_user_attr("sampler", sampler)
+            study.set_user_attr("search_space", str(space.path or space.name))
+        if sampler == "grid" and not study.trials:
+            # Not OptunaSearch's points_to_evaluate: those are enqueued again on every reconnect.
+            for point in space.grid_points():
+                study.enqueue_trial(point, skip_if_exists=True)
 
     # -- the study ---------------------------------------------------------------------------
     @property
@@ -143,112 +134,71 @@ class HarpOptunaSearch(Searcher):
         return len(self.objectives) > 1
 
     @property
-    def study(self) -> Any:
-        if self._study is None:
-            import optuna
-
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            sampler = make_sampler(
-                self.sampler_name, seed=self.seed, num_samples=self.num_samples, multi_objective=self.multi_objective
-            )
-            self._study = optuna.create_study(
-                study_name=self.study_name,
-                storage=make_storage(self.storage_url),
-                sampler=sampler,
-                directions=[o.direction for o in self.objectives],
-                load_if_exists=True,
-            )
-            study = self._study
-            if not study.user_attrs:
-                study.set_user_attr("metrics", [o.metric for o in self.objectives])
-                study.set_user_attr("modes", [o.mode for o in self.objectives])
-                study.set_user_attr("sampler", self.sampler_name)
-                study.set_user_attr("search_space", str(self.space.path or self.space.name))
-            if self._grid is not None and not study.trials:
-                for point in self._grid:
-                    study.enqueue_trial(point, skip_if_exists=True)
-        return self._study
+    def study(self) -> optuna.Study:
+        """The sweep's study, reconnected to its storage on first use after unpickling."""
+        if self._ot_study is None:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)  # e.g. in a restored driver
+            self._setup_study(self.mode)
+        return cast(optuna.Study, self._ot_study)  # OptunaSearch declares it None until set up
 
     @property
-    def metric(self) -> str:  # type: ignore[override]
-        return self.objectives[0].metric
+    def _study(self) -> optuna.Study | None:
+        """The study when connected; None in a freshly unpickled searcher (no engines travel)."""
+        return self._ot_study
 
-    @property
-    def mode(self) -> str:  # type: ignore[override]
-        return self.objectives[0].mode
-
-    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
-        # The objectives are set here, not by TuneConfig(metric, mode): a TuneConfig metric would
-        # silently turn a multi-objective study into a single-objective one.
-        if metric and metric != self.objectives[0].metric:
-            log.warning("ignoring TuneConfig metric %r: this searcher optimises %s", metric, self.objectives)
-        return True
+    def _optuna_trial(self, trial_id: str) -> optuna.trial.Trial:
+        """The Optuna trial of a Tune trial; after a restore, rebuilt from its number."""
+        trial = self._ot_trials.get(trial_id)
+        if trial is None:
+            study = self.study
+            study_id = self.storage.get_study_id_from_name(study.study_name)
+            storage_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, self._progress[trial_id].number)
+            trial = self._ot_trials[trial_id] = optuna.trial.Trial(study, storage_id)
+        return trial
 
     # -- ask ---------------------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        import optuna
-
-        study = self.study
-        if self._grid is not None:
-            waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-            if not waiting:
-                return Searcher.FINISHED
-        trial = study.ask()
-        params = self.space.sample(trial)
+        study = self.study  # (re)connected here: OptunaSearch.suggest reads _ot_study directly
+        if self.sampler_name == "grid" and not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+            return Searcher.FINISHED  # type: ignore[return-value]  # Ray's signature omits its own sentinel
+        if super().suggest(trial_id) is None:
+            return None
+        trial = self._ot_trials[trial_id]
         trial.set_user_attr("tune_trial_id", trial_id)
-        self._trial_objs[trial_id] = trial
-        self._live[trial_id] = {
-            "optuna_id": trial._trial_id,
-            "number": trial.number,
-            "params": params,
-            "planned": int(params.get("train.epochs", self.planned_epochs)),
-            "epoch": 0,
-            "best": None,
-            "last": {},
-        }
-        return dict(params)
+        # OptunaSearch's answer also holds every name asked of Optuna (a key's alternatives are
+        # "key#i", list choices JSON strings): replaying the trial's choices through the space gives
+        # the config keys alone, decoded, in sampling order.
+        params = self.space.sample(optuna.trial.FixedTrial(trial.params))
+        self._progress[trial_id] = _Progress(trial.number, int(params.get("train.epochs", self.planned_epochs)))
+        return params
 
     # -- tell --------------------------------------------------------------------------------
-    def _trial(self, trial_id: str) -> Any:
-        if trial_id not in self._trial_objs:
-            import optuna
-
-            self._trial_objs[trial_id] = optuna.trial.Trial(self.study, self._live[trial_id]["optuna_id"])
-        return self._trial_objs[trial_id]
-
-    def _better(self, new: float, old: float | None) -> bool:
-        if old is None:
-            return True
-        return new > old if self.objectives[0].mode == "max" else new < old
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        info = self._live.get(trial_id)
-        if info is None:
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        progress = self._progress.get(trial_id)
+        if progress is None:
             return
         epoch = result.get(self.epoch_attr)
-        value = result.get(self.objectives[0].metric)
-        if epoch is None or not _finite(value):
+        first = self.objectives[0]
+        value: Any = result.get(first.metric)
+        if epoch is None or not is_finite(value):
             return
         epoch = int(epoch)
-        info["epoch"] = max(info["epoch"], epoch)
-        info["last"] = {o.metric: result.get(o.metric) for o in self.objectives}
-        if self._better(float(value), info["best"]):
-            info["best"] = float(value)
-            info["best_costs"] = [result.get(o.metric) for o in self.objectives[1:]]
-        if not self.multi_objective:
-            # Optuna keeps one value per step; a resumed trial re-reporting a step is ignored.
+        progress.epoch = max(progress.epoch, epoch)
+        if better(value, progress.best, first.mode):
+            progress.best = float(value)
+            progress.best_costs = [result.get(o.metric) for o in self.objectives[1:]]
+        if not self.multi_objective:  # Optuna has intermediate values for one objective only
+            # one value per step: a resumed trial re-reporting a step is ignored (and warned about)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self._trial(trial_id).report(float(value), step=epoch)
+                self._optuna_trial(trial_id).report(float(value), step=epoch)
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        import optuna
-
-        info = self._live.get(trial_id)
-        if info is None:
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        progress = self._progress.get(trial_id)
+        if progress is None:
             return
         state = optuna.trial.TrialState
-        trial = self._trial(trial_id)
+        trial = self._optuna_trial(trial_id)
         if result and not error:
             # Tune hands the last result (the one that finished the trial, or made ASHA stop it)
             # to on_trial_complete only: record it as an epoch like the others.
@@ -257,60 +207,49 @@ class HarpOptunaSearch(Searcher):
             if error:
                 trial.set_user_attr("stop_reason", "error")
                 self.study.tell(trial, state=state.FAIL)
-            elif info["best"] is None:
+            elif progress.best is None:
                 trial.set_user_attr("stop_reason", "no metric reported")
                 self.study.tell(trial, state=state.FAIL)
-            elif info["epoch"] < info["planned"]:
-                trial.set_user_attr("stop_reason", f"pruned at epoch {info['epoch']}/{info['planned']}")
-                trial.set_user_attr("epochs_done", info["epoch"])
+            elif progress.epoch < progress.planned:
+                trial.set_user_attr("stop_reason", f"pruned at epoch {progress.epoch}/{progress.planned}")
+                trial.set_user_attr("epochs_done", progress.epoch)
                 self.study.tell(trial, state=state.PRUNED)
             else:
                 trial.set_user_attr("stop_reason", "completed")
-                trial.set_user_attr("epochs_done", info["epoch"])
-                values = [info["best"]]
-                for cost, objective in zip(info.get("best_costs") or [], self.objectives[1:]):
-                    if not _finite(cost):
-                        raise ConfigError(
-                            f"objective '{objective.metric}' was not reported by trial {trial_id}; "
-                            "the trial must report every sweep.objectives metric"
-                        )
-                    values.append(float(cost))
+                trial.set_user_attr("epochs_done", progress.epoch)
+                values = [progress.best, *self._costs(trial_id, progress)]
                 self.study.tell(trial, values if self.multi_objective else values[0])
         except ConfigError as exc:
             log.error("%s", exc)
             trial.set_user_attr("stop_reason", str(exc))
             self.study.tell(trial, state=state.FAIL)
         finally:
-            self._live.pop(trial_id, None)
-            self._trial_objs.pop(trial_id, None)
+            self._progress.pop(trial_id, None)
+            self._ot_trials.pop(trial_id, None)
 
-    # -- Tune experiment checkpoints (Tuner.restore) -----------------------------------------
+    def _costs(self, trial_id: str, progress: _Progress) -> list[float]:
+        """The other objectives at the trial's best epoch; each must be a finite number."""
+        costs = []
+        for cost, objective in zip(progress.best_costs, self.objectives[1:]):
+            if not is_finite(cost):
+                raise ConfigError(
+                    f"objective '{objective.metric}' was not reported by trial {trial_id}; "
+                    "the trial must report every sweep.objectives metric"
+                )
+            costs.append(float(cost))
+        return costs
+
+    # -- pickling (Tune's experiment state, Tuner.restore) -------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_study"] = None  # reconnect to the storage instead of pickling engines
-        state["_trial_objs"] = {}
+        state["_ot_study"] = None  # reconnect instead of pickling the study and its storage cache
+        state["_ot_trials"] = {}  # Optuna trials hold the study; rebuilt from _progress numbers
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
     def save(self, checkpoint_path: str) -> None:
-        import pickle
-
+        # OptunaSearch.save pickles __dict__ with the study in it; OptunaSearch.restore takes this too.
         with open(checkpoint_path, "wb") as fh:
             pickle.dump(self.__getstate__(), fh)
 
-    def restore(self, checkpoint_path: str) -> None:
-        import pickle
 
-        with open(checkpoint_path, "rb") as fh:
-            self.__setstate__(pickle.load(fh))
-
-    def get_state(self) -> dict[str, Any]:
-        return self.__getstate__()
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self.__setstate__(state)
-
-
-__all__ = ["HarpOptunaSearch", "Objective", "SAMPLERS", "make_sampler", "make_storage", "parse_objectives"]
+__all__ = ["HarpOptunaSearch", "Objective", "parse_objectives"]

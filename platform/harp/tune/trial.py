@@ -4,36 +4,37 @@
   (no TorchTrainer start-up, ~20 s saved per trial on a laptop).
 - ``train.num_workers > 1``: the trial starts its own ``TorchTrainer`` (Train V2) with data-parallel
   workers and forwards their rank-0 reports to Tune with ``TuneReportCallback``. The Train run's
-  path is written to ``train_run.json`` in the Tune trial directory, so export finds the best
-  checkpoint from the Train run's own results instead of guessing paths.
+  path is written to ``train_run.json`` in the Tune trial directory (``harp.tune.results``), so
+  export finds the best checkpoint from the Train run's own results instead of guessing paths.
 
 Cost objectives a multi-objective sweep asks for (``gflops``, ``mparams``, ``latency_ms``) are
 measured once per trial and added to every report, so Optuna's NSGA-II can read them.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from harp.config.load import from_dict
+from harp.config.schema import HarpConfig
+from harp.tune.results import write_train_run
 from harp.tune.space import apply_params
 
 log = logging.getLogger("harp.tune")
 
-TRAIN_RUN_FILE = "train_run.json"
 COST_METRICS = ("gflops", "mparams", "latency_ms")
 
 
-def trial_config(base: Mapping[str, Any], params: Mapping[str, Any]):
+def trial_config(base: Mapping[str, Any], params: Mapping[str, Any]) -> HarpConfig:
     """The resolved HarpConfig of a trial: the sweep's base config + the sampled parameters."""
     return apply_params(from_dict(dict(base)), params)
 
 
-def measure_costs(cfg: Any, names: Sequence[str]) -> dict[str, float]:
+def measure_costs(cfg: HarpConfig, names: Sequence[str]) -> dict[str, float]:
     """Static costs of the trial's model: GFLOPs and M params per clip, and forward latency (ms)."""
     wanted = [n for n in names if n in COST_METRICS]
     if not wanted:
@@ -70,7 +71,20 @@ def measure_costs(cfg: Any, names: Sequence[str]) -> dict[str, float]:
     return {k: v for k, v in out.items() if k in wanted}
 
 
-def _num_classes(cfg: Any) -> int:
+def trial_resources(config: dict[str, Any], *, workers: int, cpus: float, gpus: float) -> dict[str, float]:
+    """Resources of one Tune trial (a function of its sampled config).
+
+    A 1-worker trial trains in its own process: it reserves the trial's CPUs/GPUs. A multi-worker
+    trial's process only drives a TorchTrainer whose workers reserve the CPUs/GPUs themselves
+    (``cpus_per_trial``/``gpus_per_trial`` split across them), so it asks for nothing."""
+    workers = int(config.get("train.num_workers", workers))
+    if workers > 1:
+        # Ray refuses an empty bundle; a token amount of memory reserves nothing that matters.
+        return {"cpu": 0.0, "gpu": 0.0, "memory": float(2**20)}
+    return {"cpu": float(cpus), "gpu": float(gpus)}
+
+
+def _num_classes(cfg: HarpConfig) -> int:
     from harp.data.manifest import class_names, ensure_manifest, load_manifest
 
     return len(class_names(load_manifest(ensure_manifest(cfg.data))))
@@ -91,7 +105,7 @@ def harp_trial(config: dict[str, Any], *, base: dict[str, Any], sweep_dir: str) 
     # TorchTrainer, to measure the start-up that in-process trials avoid.
     force_trainer = os.environ.get("HARP_FORCE_TORCHTRAINER") == "1"
     if cfg.train.num_workers <= 1 and not force_trainer:
-        from harp.train.loop import TuneSession, train_loop
+        from harp.train import TuneSession, train_loop
 
         class _Session(TuneSession):
             def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
@@ -110,9 +124,7 @@ def harp_trial(config: dict[str, Any], *, base: dict[str, Any], sweep_dir: str) 
 
     storage = Path(sweep_dir) / "train_runs"
     name = context.get_trial_id()
-    trial_dir = Path(context.get_trial_dir())
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    (trial_dir / TRAIN_RUN_FILE).write_text(json.dumps({"storage_path": str(storage), "name": name, "path": str(storage / name)}))
+    write_train_run(Path(context.get_trial_dir()), storage, name)
     workers = cfg.train.num_workers
     per_worker = {"CPU": max(0.01, cfg.sweep.cpus_per_trial / workers)}
     if cfg.sweep.gpus_per_trial > 0:
@@ -121,4 +133,4 @@ def harp_trial(config: dict[str, Any], *, base: dict[str, Any], sweep_dir: str) 
     run_torch_trainer(cfg, storage_path=str(storage), name=name, callbacks=[_Forward()], resources_per_worker=per_worker)
 
 
-__all__ = ["COST_METRICS", "TRAIN_RUN_FILE", "harp_trial", "measure_costs", "trial_config"]
+__all__ = ["COST_METRICS", "harp_trial", "measure_costs", "trial_config", "trial_resources"]

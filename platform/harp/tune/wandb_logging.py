@@ -15,13 +15,21 @@ into a config, a log line or an export.
 from __future__ import annotations
 
 import logging
-import math
 import netrc
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ray.tune import Callback
+
+from harp.numbers import is_finite
+from harp.tune.results import Confusion
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import wandb
+    from ray.tune.experiment import Trial
 
 log = logging.getLogger("harp.tune")
 
@@ -43,11 +51,15 @@ def has_api_key() -> bool:
     return bool(auth and auth[2])
 
 
-def resolve_mode(mode: str) -> str:
+# The modes wandb.init takes; ``wandb.mode=auto`` resolves to one of the first two.
+RunMode = Literal["online", "offline", "disabled"]
+
+
+def resolve_mode(mode: str) -> RunMode:
     """auto -> online with an API key, offline without; the others as given."""
     if mode == "auto":
         return "online" if has_api_key() else "offline"
-    return mode
+    return cast(RunMode, str(mode))  # the config allows no other value
 
 
 def sync_hint(wandb_dir: Path) -> str:
@@ -55,13 +67,14 @@ def sync_hint(wandb_dir: Path) -> str:
 
 
 def _scalars(result: Mapping[str, Any]) -> dict[str, float]:
+    """The chartable numbers of a Tune result (booleans as 0/1; NaN and bookkeeping left out)."""
     out = {}
     for key, value in result.items():
         if key in _SKIP or key.startswith("config/"):
             continue
         if isinstance(value, bool):
             value = int(value)
-        if isinstance(value, (int, float)) and math.isfinite(float(value)):
+        if isinstance(value, (int, float)) and is_finite(value):
             out[key] = value
     return out
 
@@ -78,7 +91,7 @@ class WandbCallback(Callback):
         mode: str,
         directory: str | Path,
         base_config: Mapping[str, Any],
-        confusion: Callable[[Any], tuple[list[str], Any] | None] | None = None,
+        confusion: Callable[[Trial], Confusion | None] | None = None,
     ) -> None:
         self.sweep_name = sweep_name
         self.project = project
@@ -87,13 +100,13 @@ class WandbCallback(Callback):
         self.directory = Path(directory)
         self.base_config = dict(base_config)
         self.confusion = confusion
-        self._runs: dict[str, Any] = {}
+        self._runs: dict[str, wandb.Run] = {}
 
     @property
     def enabled(self) -> bool:
         return self.mode != "disabled"
 
-    def _open(self, trial: Any) -> Any:
+    def _open(self, trial: Trial) -> wandb.Run:
         import wandb
 
         run = self._runs.get(trial.trial_id)
@@ -118,14 +131,14 @@ class WandbCallback(Callback):
         self._runs[trial.trial_id] = run
         return run
 
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if self.enabled:
             try:
                 self._open(trial)
             except Exception as exc:  # W&B must never stop a sweep
                 log.warning("W&B: could not open a run for trial %s (%s)", trial.trial_id, exc)
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any) -> None:
         if not self.enabled:
             return
         try:
@@ -136,7 +149,7 @@ class WandbCallback(Callback):
         except Exception as exc:
             log.warning("W&B: logging trial %s failed (%s)", trial.trial_id, exc)
 
-    def _finish(self, trial: Any, *, failed: bool) -> None:
+    def _finish(self, trial: Trial, *, failed: bool) -> None:
         run = self._runs.pop(trial.trial_id, None)
         if run is None:
             return
@@ -155,15 +168,15 @@ class WandbCallback(Callback):
         except Exception as exc:
             log.warning("W&B: closing the run of trial %s failed (%s)", trial.trial_id, exc)
 
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if self.enabled:
             self._finish(trial, failed=False)
 
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if self.enabled:
             self._finish(trial, failed=True)
 
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         for trial_id in list(self._runs):
             run = self._runs.pop(trial_id)
             try:
@@ -179,7 +192,7 @@ def log_summary(
     entity: str | None,
     mode: str,
     directory: str | Path,
-    trials: Any,
+    trials: pd.DataFrame,
     best: Mapping[str, Any],
 ) -> str | None:
     """A summary run: the trials table (one row per trial) and the best config; returns its id."""
@@ -214,61 +227,4 @@ def log_summary(
     return run.id
 
 
-def _log_records(path: Path) -> Any:
-    """Records of a ``.wandb`` file (W&B's LevelDB-style log: 7-byte header, 32 KiB blocks)."""
-    data = Path(path).read_bytes()
-    pos, block, pending = 7, 32768, b""
-    while pos + 7 <= len(data):
-        left = block - (pos % block)
-        if left < 7:
-            pos += left
-            continue
-        length = int.from_bytes(data[pos + 4 : pos + 6], "little")
-        kind = data[pos + 6]
-        chunk = data[pos + 7 : pos + 7 + length]
-        pos += 7 + length
-        if kind == 1:
-            yield chunk
-        elif kind == 2:
-            pending = chunk
-        elif kind == 3:
-            pending += chunk
-        elif kind == 4:
-            yield pending + chunk
-
-
-def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
-    """What an offline W&B run holds: ``{"history": [row per log call], "summary": {...}, "config": {...}}``.
-
-    Reads the run's ``.wandb`` file directly (no network, no wandb service), so tests and users can
-    check what a sweep logged before `wandb sync`."""
-    import json as _json
-
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    files = sorted(Path(run_dir).glob("*.wandb"))
-    if not files:
-        raise FileNotFoundError(f"no .wandb file in {run_dir}")
-    out: dict[str, Any] = {"history": [], "summary": {}, "config": {}}
-
-    def key_of(item: Any) -> str:
-        return item.key or "/".join(item.nested_key)
-
-    for raw in _log_records(files[0]):
-        record = pb.Record()
-        record.ParseFromString(raw)
-        kind = record.WhichOneof("record_type")
-        if kind == "history":
-            row = {key_of(i): _json.loads(i.value_json) for i in record.history.item}
-            if not any(k.startswith("_wandb") for k in row) or len(row) > 2:
-                out["history"].append(row)
-        elif kind == "summary":
-            for item in record.summary.update:
-                out["summary"][key_of(item)] = _json.loads(item.value_json)
-        elif kind == "config":
-            for item in record.config.update:
-                out["config"][key_of(item)] = _json.loads(item.value_json)
-    return out
-
-
-__all__ = ["WandbCallback", "has_api_key", "log_summary", "read_offline_run", "resolve_mode", "sync_hint"]
+__all__ = ["WandbCallback", "has_api_key", "log_summary", "resolve_mode", "sync_hint"]

@@ -1,0 +1,65 @@
+"""The two parts of a sweep's Optuna study that harp chooses: where it is stored and which
+sampler proposes the next trial.
+
+Kept apart from the searcher (which only decides what Optuna is told) so a sampler choice can be
+checked, and a storage opened, without Ray.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from harp.errors import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
+
+# The samplers `sweep.searcher` may name. ``grid`` is a RandomSampler over a study into which the
+# searcher enqueues every grid point (Optuna's GridSampler cannot follow conditional parameters).
+OPTUNA_SAMPLERS = ("tpe", "random", "grid", "cmaes", "nsga2")
+
+
+def make_storage(url: str) -> optuna.storages.RDBStorage:
+    """An ``RDBStorage`` for ``url`` (Ray's OptunaSearch wants the storage object, not the URL).
+
+    SQLite gets a 60 s lock timeout: trials of one sweep finish close together and would otherwise
+    see "database is locked"."""
+    import optuna
+
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    return optuna.storages.RDBStorage(url, **kwargs)
+
+
+def make_sampler(name: str, *, seed: int, num_samples: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler for ``sweep.searcher``, sized to the sweep: TPE and CMA-ES start with
+    about a third of the trials random (2..10), NSGA-II's population is about half of them (4..50)."""
+    import optuna
+
+    if name not in OPTUNA_SAMPLERS:
+        raise ConfigError(f"sweep.searcher={name!r} is not valid; choose one of: {', '.join(OPTUNA_SAMPLERS)}")
+    if multi_objective and name == "cmaes":
+        raise ConfigError("sweep.searcher=cmaes is single-objective; use nsga2 (or tpe) with sweep.objectives")
+    if name == "nsga2" and not multi_objective:
+        raise ConfigError("sweep.searcher=nsga2 is multi-objective: set sweep.objectives, e.g. sweep.objectives=[gflops:min]")
+    startup = max(2, min(10, num_samples // 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
+        if name == "tpe":
+            return optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=startup, multivariate=True, group=True, constant_liar=True
+            )
+        if name in ("random", "grid"):
+            return optuna.samplers.RandomSampler(seed=seed)
+        if name == "cmaes":
+            try:
+                import cmaes  # noqa: F401
+            except ImportError as exc:
+                raise ConfigError("sweep.searcher=cmaes needs the 'cmaes' package: pip install cmaes") from exc
+            return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
+        population = max(4, min(50, num_samples // 2))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+
+
+__all__ = ["OPTUNA_SAMPLERS", "make_sampler", "make_storage"]
