@@ -30,7 +30,9 @@ def _cfg(root: Path, fmt: str, **kw) -> DataConfig:
     return DataConfig(format=fmt, root=str(root), probe_workers=1, **kw)
 
 
-def _ucf_tree(root: Path, video: bytes) -> None:
+def _ucf_tree(root: Path, video: bytes, videos_under: str = "", test_videos: bool = True) -> None:
+    """UCF101 as its archives unpack: ucfTrainTestlist/ under the root, the class folders under
+    ``root/videos_under`` (``UCF-101`` for UCF101.rar unpacked next to the lists)."""
     classes = ["ApplyEyeMakeup", "Archery", "Basketball"]
     lists = root / "ucfTrainTestlist"
     lists.mkdir(parents=True)
@@ -40,7 +42,8 @@ def _ucf_tree(root: Path, video: bytes) -> None:
         for g in range(1, 9):
             for clip in (1, 2):
                 rel = f"{c}/v_{c}_g{g:02d}_c{clip:02d}.avi"
-                _put(root, rel, video)
+                if g > 2 or test_videos:
+                    _put(root / videos_under if videos_under else root, rel, video)
                 (test if g <= 2 else train).append((rel, i))
     (lists / "trainlist01.txt").write_text("".join(f"{r} {i}\n" for r, i in train))
     (lists / "testlist01.txt").write_text("".join(f"{r}\n" for r, _ in test))
@@ -86,7 +89,7 @@ def test_hmdb51_reader_uses_1_train_2_test_0_unused(tmp_path, tiny_video):
     assert class_names(df) == ["brush_hair", "cartwheel"]
     assert len(df) == 12, "split value 0 (unused) is left out"
     assert (df["split"] == "test").sum() == 4
-    assert df["group"].str.endswith("_goo").all(), "the source video id groups its clips"
+    assert set(df["group"]) == {f"{c}_video{src}" for c in ("brush_hair", "cartwheel") for src in range(3)}, "the source video groups its clips"
     assert not leaking_groups(df)
 
 
@@ -229,3 +232,102 @@ def test_the_probe_cache_notices_a_file_rewritten_in_place(tmp_path, tiny_video)
     df = load_manifest(build_manifest(cfg, progress=False)).set_index("path")
     assert df.loc["a/a_1.mp4", "error"] != "" and df.loc["a/a_1.mp4", "split"] == "excluded"
     assert (df.drop(index="a/a_1.mp4")["error"] == "").all()
+
+
+# ----------------------------------------------------------------------------- data sets as their archives unpack
+
+def test_ucf101_root_holding_ucf101_and_the_lists_side_by_side(tmp_path, tiny_video):
+    """UCF101.rar -> UCF-101/<Class>/*.avi and the split zip -> ucfTrainTestlist/, both under data.root."""
+    _ucf_tree(tmp_path, tiny_video, videos_under="UCF-101")
+    df = load_manifest(build_manifest(_cfg(tmp_path, "ucf101", val_fraction=0.25), progress=False))
+    assert (df["error"] == "").all(), df.loc[df["error"] != "", ["path", "error"]].head()
+    assert df["path"].str.startswith("UCF-101/").all()
+    assert df["split"].value_counts()["test"] == 12 and not leaking_groups(df)
+
+
+def test_ucf101_root_inside_ucf101_with_the_lists_next_to_it_still_works(tmp_path, tiny_video):
+    _ucf_tree(tmp_path, tiny_video, videos_under="UCF-101")
+    df = load_manifest(build_manifest(_cfg(tmp_path / "UCF-101", "ucf101"), progress=False))
+    assert (df["error"] == "").all() and df["path"].str.startswith("ApplyEyeMakeup/").any()
+
+
+def _hmdb_tree(root: Path, video: bytes, videos_under: str) -> None:
+    splits = root / "testTrainMulti_7030_splits"
+    splits.mkdir(parents=True)
+    for c in ("brush_hair", "cartwheel"):
+        lines = []
+        for src in range(4):
+            for k in range(2):
+                name = f"Source{src}_{c}_u_nm_np1_fr_goo_{k}.avi"
+                _put(root / videos_under if videos_under else root, f"{c}/{name}", video)
+                lines.append(f"{name} {[1, 1, 2, 0][src]}")
+        (splits / f"{c}_test_split1.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_hmdb51_root_holding_hmdb51_org_and_the_splits(tmp_path, tiny_video):
+    """hmdb51_org.rar -> hmdb51_org/<class>/*.avi (after unpacking its per-class archives) next to testTrainMulti_7030_splits/."""
+    _hmdb_tree(tmp_path, tiny_video, "hmdb51_org")
+    df = load_manifest(build_manifest(_cfg(tmp_path, "hmdb51", val_fraction=0.3), progress=False))
+    assert (df["error"] == "").all() and len(df) == 12
+    assert df["path"].str.startswith("hmdb51_org/brush_hair/").sum() == 6
+    assert (df["split"] == "test").sum() == 4
+
+
+def test_a_root_with_no_readable_video_fails_in_one_line_saying_where_it_looked(tmp_path, tiny_video, capsys):
+    from harp.cli import main as harp
+
+    _ucf_tree(tmp_path, tiny_video, videos_under="videos")  # the class folders where no reader looks
+    with pytest.raises(HarpError) as info:
+        build_manifest(_cfg(tmp_path, "ucf101"), progress=False)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"found 0 readable videos under {tmp_path}")
+    assert "UCF-101/<Class>/*.avi" in message and "trainlist01.txt" in message
+    assert "set data.root to the folder that holds UCF-101/ and ucfTrainTestlist/" in message
+    assert harp(["data", "index", "--quiet", "data=ucf101", f"data.root={tmp_path}", "data.probe_workers=1"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "found 0 readable videos" in err and len(err.splitlines()) == 1
+
+
+def test_an_index_whose_test_split_is_empty_fails(tmp_path, tiny_video):
+    _ucf_tree(tmp_path, tiny_video, test_videos=False)  # the test-list videos are missing
+    with pytest.raises(HarpError, match=r"ucf101 index under .* has an empty test split .*all 12 videos the annotations list for test are unreadable"):
+        build_manifest(_cfg(tmp_path, "ucf101"), progress=False)
+
+
+# ----------------------------------------------------------------------------- HMDB51's group: the source video
+
+HMDB_NAMES = {  # real HMDB51 names: one source's clips may differ in their tags (viewpoint, camera motion)
+    "April_09_brush_hair_u_nm_np1_ba_goo_0.avi": "April_09",
+    "April_09_brush_hair_u_nm_np1_ba_goo_1.avi": "April_09",
+    "April_09_brush_hair_u_nm_np1_fr_goo_2.avi": "April_09",
+    "Brushing_Hair_Again_brush_hair_h_cm_np2_le_goo_0.avi": "Brushing_Hair_Again",
+    "Brushing_Hair_Again_brush_hair_h_nm_np2_le_goo_1.avi": "Brushing_Hair_Again",
+    "Aussie_Brunette_Brushing_Hair_II_brush_hair_u_nm_np1_ri_med_3.avi": "Aussie_Brunette_Brushing_Hair_II",
+}
+
+
+def test_hmdb51_group_is_the_source_video(tmp_path, tiny_video):
+    from harp.data.readers import READERS
+
+    splits = tmp_path / "testTrainMulti_7030_splits"
+    splits.mkdir()
+    for c, names in (("brush_hair", HMDB_NAMES), ("cartwheel", {"(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0.avi": "(Rad)Schlag_die_Bank!"})):
+        (splits / f"{c}_test_split1.txt").write_text("".join(f"{n} 1\n" for n in names))
+    rows, _ = READERS["hmdb51"](tmp_path, "", 1)
+    expected = {**HMDB_NAMES, "(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0.avi": "(Rad)Schlag_die_Bank!"}
+    assert {r["path"].split("/")[-1]: r["group"] for r in rows} == expected
+
+
+def test_manifest_without_a_group_column_groups_hmdb_names_by_source(tmp_path, tiny_video):
+    import pandas as pd
+
+    rows = [{"path": f"clips/{name}", "label": "brush_hair"} for name in HMDB_NAMES]
+    rows += [{"path": f"clips/v{k}_g{k:02d}_c01.avi", "label": "other"} for k in range(1, 5)]
+    for row in rows:
+        _put(tmp_path, row["path"], tiny_video)
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    df = load_manifest(build_manifest(_cfg(tmp_path, "manifest", val_fraction=0.4, test_fraction=0.3), progress=False))
+    groups = dict(zip(df["path"].str.split("/").str[-1], df["group"]))
+    assert {n: groups[n] for n in HMDB_NAMES} == HMDB_NAMES
+    assert df.groupby("group")["split"].nunique().max() == 1, "one source video, one split"

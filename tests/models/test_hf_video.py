@@ -87,3 +87,64 @@ def test_published_checkpoint_key_names_load_through_hf_sources(name, legacy, tm
     clips = torch.randn(2, 3, 8, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(target(clips), source(clips), rtol=0, atol=0)
+
+
+def _vivit_with_table(frames: int, seed: int):
+    """A ViViT at the published checkpoint's spatial grid (224 px / 16 = 14 x 14) but narrow and shallow,
+    whose position table encodes each token's (t, y, x) in its first three channels."""
+    torch.manual_seed(seed)
+    options = {"patch_size": 16, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8}
+    model = build_model(ModelConfig(family="vivit", size="tiny", frames=frames, frame_size=224, options=options), 5).eval()
+    table = model.vivit.embeddings.position_embeddings
+    t = frames // 2
+    with torch.no_grad():
+        grid = torch.stack(torch.meshgrid(torch.arange(t), torch.arange(14), torch.arange(14), indexing="ij"), dim=-1)
+        table[0, 1:, :3] = grid.reshape(-1, 3).float()
+        table[0, 0] = -1.0
+    return model
+
+
+def test_vivit_position_table_keeps_its_rows_when_only_the_frames_change():
+    """The 16x2 K400 table (32 frames: 16 x 14 x 14 tokens) into an 8-frame model (4 x 14 x 14): time is
+    interpolated, the 14 x 14 spatial rows stay where they were (not re-read as 4 x 28 x 28)."""
+    from harp.models import get_family
+    from harp.models.pretrained import load_pretrained
+
+    source = _vivit_with_table(frames=32, seed=0)
+    assert source.vivit.embeddings.position_embeddings.shape == (1, 1 + 16 * 14 * 14, 8)
+    target = build_model(ModelConfig(family="vivit", size="tiny", frames=8, frame_size=224, options={
+        "patch_size": 16, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8}), 5)
+    report = load_pretrained(target, get_family("vivit"), "file:/no/config/here.safetensors", state=source.state_dict())
+    assert report.clean and report.matched_fraction == 1.0, report.summary()
+    table = target.vivit.embeddings.position_embeddings[0].detach()
+    assert table.shape == (1 + 4 * 14 * 14, 8) and torch.equal(table[0], torch.full((8,), -1.0))  # CLS kept
+    tyx = table[1:, :3].reshape(4, 14, 14, 3)
+    rows, cols = torch.meshgrid(torch.arange(14.0), torch.arange(14.0), indexing="ij")
+    for k in range(4):
+        torch.testing.assert_close(tyx[k, :, :, 1], rows)  # y and x exactly where they were
+        torch.testing.assert_close(tyx[k, :, :, 2], cols)
+        # linear over time, align_corners=False: new step k samples old step 4k + 1.5
+        torch.testing.assert_close(tyx[k, :, :, 0], torch.full((14, 14), 4 * k + 1.5))
+
+
+def test_vivit_position_table_uses_the_checkpoint_config_grid(tmp_path):
+    """A 16-frame 224-px checkpoint (8 x 14 x 14) into a 32-frame 112-px model (16 x 7 x 7): the grid comes from the
+    checkpoint's config.json; time then space are interpolated and every frame keeps its spatial layout."""
+    from harp.models import get_family
+    from harp.models.pretrained import load_pretrained
+
+    source = _vivit_with_table(frames=16, seed=0)
+    source.save_pretrained(tmp_path / "ckpt")
+    options = {"patch_size": 16, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8}
+    target = build_model(ModelConfig(family="vivit", size="tiny", frames=32, frame_size=112, options=options), 5)
+    report = load_pretrained(target, get_family("vivit"), f"hf:{tmp_path / 'ckpt'}")
+    assert report.clean, report.summary()
+    tyx = target.vivit.embeddings.position_embeddings[0, 1:, :3].detach().reshape(16, 7, 7, 3)
+    y, x = tyx[..., 1], tyx[..., 2]
+    profile = y[0, :, 0]  # 14 rows resized to 7: from about 0.5 to about 12.5, increasing
+    assert bool((profile.diff() > 0).all()) and profile[0] < 1 and profile[-1] > 12
+    torch.testing.assert_close(y, profile.view(1, 7, 1).expand(16, 7, 7), rtol=0, atol=1e-4)  # y: the row only
+    torch.testing.assert_close(x, profile.view(1, 1, 7).expand(16, 7, 7), rtol=0, atol=1e-4)  # x: the column only
+    # time 8 -> 16, linear, align_corners=False: new step k samples old step k/2 - 1/4 (clamped to [0, 7])
+    steps = (torch.arange(16.0) / 2 - 0.25).clamp(0, 7)
+    torch.testing.assert_close(tyx[..., 0], steps.view(16, 1, 1).expand(16, 7, 7), rtol=0, atol=1e-4)

@@ -8,6 +8,7 @@ import torch
 from harp.config.schema import ModelConfig
 from harp.models import build_model, get_family
 from harp.models.i3d import I3DResNet, NonLocalBlock
+from harp.models.i3d import convert_state_dict as i3d_convert_state_dict
 from harp.models.inflate import convert_state_dict, inflate_conv_weight
 from harp.models.resnet2d import build_resnet2d
 
@@ -75,7 +76,7 @@ def test_inflated_resnet50_equals_2d_resnet50_on_a_static_clip():
 def test_imagenet_source_declares_torchvision_resnet50_and_inflation():
     for family in ("i3d", "i3d_nonlocal"):
         spec = get_family(family)
-        assert spec.accepts("imagenet") and spec.convert_state_dict is convert_state_dict
+        assert spec.accepts("imagenet") and spec.convert_state_dict is i3d_convert_state_dict
         assert spec.hub_checkpoints["imagenet"].endswith("/resnet50-0676ba61.pth")
     # Paper-size I3D ResNet-50 for 400 classes: 28.04M parameters (the known I3D-R50 count);
     # the five non-local blocks add 2 x (4 x 512^2 + ...) + 3 x (4 x 1024^2 + ...) = 7.36M.
@@ -169,3 +170,173 @@ def test_imagenet_source_loads_an_inflated_torchvision_file_from_the_cache(tmp_p
         else:
             assert report.missing and all(".non_local." in k for k in report.missing)
             assert 0.5 < report.matched_fraction < 1.0
+
+
+# ----------------------------------------------------------------------------- Kinetics-400 checkpoints
+
+def _mmaction2_name(ours: str) -> str:
+    """Our name -> the name the same tensor has in an mmaction2 I3D checkpoint (ResNet3d ConvModules,
+    mmcv NonLocal3d with sub_sample=True, I3DHead)."""
+    import re
+
+    if ours.startswith("fc."):
+        return "cls_head.fc_cls." + ours[3:]
+    rules = (
+        (r"^conv1\.weight$", "conv1.conv.weight"),
+        (r"^bn1\.(.+)$", r"conv1.bn.\1"),
+        (r"^(layer\d\.\d+)\.conv(\d)\.weight$", r"\1.conv\2.conv.weight"),
+        (r"^(layer\d\.\d+)\.bn(\d)\.(.+)$", r"\1.conv\2.bn.\3"),
+        (r"^(layer\d\.\d+)\.downsample\.0\.weight$", r"\1.downsample.conv.weight"),
+        (r"^(layer\d\.\d+)\.downsample\.1\.(.+)$", r"\1.downsample.bn.\2"),
+        (r"^(layer\d\.\d+)\.non_local\.theta\.(.+)$", r"\1.non_local_block.theta.conv.\2"),
+        (r"^(layer\d\.\d+)\.non_local\.(phi|g)\.(.+)$", r"\1.non_local_block.\2.0.conv.\3"),
+        (r"^(layer\d\.\d+)\.non_local\.W\.weight$", r"\1.non_local_block.conv_out.conv.weight"),
+        (r"^(layer\d\.\d+)\.non_local\.bn\.(.+)$", r"\1.non_local_block.conv_out.bn.\2"),
+    )
+    for pattern, replacement in rules:
+        name, n = re.subn(pattern, replacement, ours)
+        if n:
+            return "backbone." + name
+    raise AssertionError(f"no mmaction2 name for {ours}")
+
+
+def _random_checkpoint(model: torch.nn.Module, naming, classes: int = 400, seed: int = 7) -> tuple[dict, dict]:
+    """A checkpoint with the real key names and random values: (their state, their name -> our name)."""
+    g = torch.Generator().manual_seed(seed)
+    state, ours_of = {}, {}
+    for key, value in model.state_dict().items():
+        if key.endswith(".non_local.W.bias"):
+            continue  # mmcv's conv_out has no bias (its BN follows)
+        name = naming(key)
+        if key.startswith("fc."):
+            value = torch.empty((classes, *value.shape[1:]) if key.endswith("weight") else (classes,))
+        if value.is_floating_point():
+            value = torch.rand(value.shape, generator=g) + 0.5 if "running_var" in key else torch.randn(value.shape, generator=g)
+        state[name], ours_of[name] = value, key
+    return state, ours_of
+
+
+def test_mmaction2_nonlocal_checkpoint_lands_in_every_parameter(tmp_path, monkeypatch):
+    """kinetics400 for i3d_nonlocal: mmaction2's names (backbone.conv1.conv.weight, backbone.layer1.0.conv1.conv.weight,
+    ...non_local_block.phi.0.conv.weight, cls_head.fc_cls.weight), from the torch.hub cache like the other named sources."""
+    from harp.models.i3d import MMACTION2_K400
+    from harp.models.pretrained import load_pretrained, url_cache_path
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family="i3d_nonlocal", size="tiny", num_classes=5, options={"nonlocal_pool": "projection"}))
+    theirs, ours_of = _random_checkpoint(model, _mmaction2_name)
+    assert "backbone.layer1.0.conv1.conv.weight" in theirs and "backbone.layer2.1.non_local_block.g.0.conv.weight" in theirs
+    assert theirs["cls_head.fc_cls.weight"].shape[0] == 400
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = url_cache_path(MMACTION2_K400["i3d_nonlocal"])
+    cached.parent.mkdir(parents=True)
+    torch.save({"meta": {"epoch": 100}, "state_dict": theirs}, cached)  # mmaction2's checkpoint layout
+    report = load_pretrained(model, get_family("i3d_nonlocal"), "kinetics400")
+    assert not report.missing and not report.unexpected and not report.mismatched, report.summary()
+    assert [(k, tuple(a), tuple(b)) for k, a, b in report.head_replaced] == [("fc.weight", (400, 256), (5, 256)), ("fc.bias", (400,), (5,))]
+    assert report.matched_fraction == 1.0
+    own = model.state_dict()
+    for name, value in theirs.items():
+        key = ours_of[name]
+        if key.startswith("fc."):
+            continue
+        assert own[key].shape == value.shape, key
+        expected = value * math.sqrt(value.shape[0]) if ".non_local.theta." in key else value  # use_scale=False folded in
+        assert torch.equal(own[key], expected.to(own[key].dtype)), (name, key)
+    assert all(torch.equal(v, torch.zeros_like(v)) for k, v in own.items() if k.endswith(".non_local.W.bias"))
+
+
+def test_mmaction2_nonlocal_block_computes_as_mmcv():
+    """After the conversion, our block with nonlocal_pool=projection is mmcv's NonLocal3d (embedded Gaussian,
+    use_scale=False, sub_sample=True: max pool after the phi/g convs), computed here by hand."""
+    from harp.models.i3d import _from_mmaction2
+
+    torch.manual_seed(0)
+    c, ci = 8, 4
+    theirs = {
+        "backbone.layer2.1.non_local_block.theta.conv.weight": torch.randn(ci, c, 1, 1, 1),
+        "backbone.layer2.1.non_local_block.theta.conv.bias": torch.randn(ci),
+        "backbone.layer2.1.non_local_block.phi.0.conv.weight": torch.randn(ci, c, 1, 1, 1),
+        "backbone.layer2.1.non_local_block.phi.0.conv.bias": torch.randn(ci),
+        "backbone.layer2.1.non_local_block.g.0.conv.weight": torch.randn(ci, c, 1, 1, 1),
+        "backbone.layer2.1.non_local_block.g.0.conv.bias": torch.randn(ci),
+        "backbone.layer2.1.non_local_block.conv_out.conv.weight": torch.randn(c, ci, 1, 1, 1),
+        "backbone.layer2.1.non_local_block.conv_out.bn.weight": torch.rand(c) + 0.5,
+        "backbone.layer2.1.non_local_block.conv_out.bn.bias": torch.randn(c),
+        "backbone.layer2.1.non_local_block.conv_out.bn.running_mean": torch.randn(c),
+        "backbone.layer2.1.non_local_block.conv_out.bn.running_var": torch.rand(c) + 0.5,
+    }
+    converted = {k.removeprefix("layer2.1.non_local."): v for k, v in _from_mmaction2(theirs).items()}
+    block = NonLocalBlock(c, pool="projection").eval()
+    assert not block.load_state_dict(converted, strict=False).missing_keys
+    x = torch.randn(2, c, 3, 4, 4)
+
+    def conv(name, t):
+        w, b = theirs[f"backbone.layer2.1.non_local_block.{name}.weight"], theirs.get(f"backbone.layer2.1.non_local_block.{name}.bias")
+        out = torch.einsum("bcthw,oc->bothw", t, w[:, :, 0, 0, 0])
+        return out if b is None else out + b.view(1, -1, 1, 1, 1)
+
+    with torch.no_grad():
+        pool = torch.nn.MaxPool3d((1, 2, 2))
+        theta = conv("theta.conv", x).flatten(2).transpose(1, 2)  # (B, N, C')
+        phi = pool(conv("phi.0.conv", x)).flatten(2)  # (B, C', M)
+        g = pool(conv("g.0.conv", x)).flatten(2).transpose(1, 2)  # (B, M, C')
+        y = (torch.softmax(theta @ phi, dim=-1) @ g).transpose(1, 2).reshape(2, ci, 3, 4, 4)  # no 1/sqrt(C') scaling
+        out = conv("conv_out.conv", y)
+        bn = {k: theirs[f"backbone.layer2.1.non_local_block.conv_out.bn.{k}"].view(1, -1, 1, 1, 1)
+              for k in ("weight", "bias", "running_mean", "running_var")}
+        out = (out - bn["running_mean"]) / torch.sqrt(bn["running_var"] + 1e-5) * bn["weight"] + bn["bias"]
+        torch.testing.assert_close(block(x), x + out, rtol=1e-4, atol=1e-4)
+
+
+_PTV_STAGES = {1: 1, 2: 3, 3: 4, 4: 5}  # i3d_r50: blocks.2 is the parameter-free stage-1 pool, blocks.6 the head
+
+
+def _pytorchvideo_name(ours: str) -> str:
+    import re
+
+    if ours.startswith("fc."):
+        return "blocks.6.proj." + ours[3:]
+    if ours.startswith("conv1."):
+        return "blocks.0.conv." + ours[len("conv1."):]
+    if ours.startswith("bn1."):
+        return "blocks.0.norm." + ours[len("bn1."):]
+    m = re.match(r"^layer(\d)\.(\d+)\.(.+)$", ours)
+    parts = {"conv1": "branch2.conv_a", "bn1": "branch2.norm_a", "conv2": "branch2.conv_b", "bn2": "branch2.norm_b",
+             "conv3": "branch2.conv_c", "bn3": "branch2.norm_c", "downsample.0": "branch1_conv", "downsample.1": "branch1_norm"}
+    rest = m.group(3)
+    for mine, theirs in parts.items():
+        if rest.startswith(mine + "."):
+            rest = theirs + rest[len(mine):]
+            break
+    return f"blocks.{_PTV_STAGES[int(m.group(1))]}.res_blocks.{m.group(2)}.{rest}"
+
+
+def test_pytorchvideo_i3d_r50_checkpoint_loads_through_file(tmp_path):
+    """pytorchvideo's I3D_8x8_R50.pyth layout ({"model_state": {blocks.0.conv.weight, blocks.1.res_blocks.0.branch2.conv_a.weight,
+    ..., blocks.6.proj.weight}}) into i3d."""
+    from harp.models.pretrained import load_pretrained
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family="i3d", size="tiny", num_classes=5))
+    theirs, ours_of = _random_checkpoint(model, _pytorchvideo_name)
+    assert "blocks.3.res_blocks.0.branch1_conv.weight" in theirs and "blocks.5.res_blocks.2.branch2.norm_c.running_var" in theirs
+    path = tmp_path / "I3D_8x8_R50.pyth"
+    torch.save({"model_state": theirs}, path)
+    report = load_pretrained(model, get_family("i3d"), f"file:{path}")
+    assert not report.missing and not report.unexpected and not report.mismatched, report.summary()
+    assert [k for k, _, _ in report.head_replaced] == ["fc.weight", "fc.bias"] and model.fc.out_features == 5
+    own = model.state_dict()
+    for name, value in theirs.items():
+        if not name.startswith("blocks.6."):
+            assert torch.equal(own[ours_of[name]], value), name
+
+
+def test_kinetics400_is_a_named_source_of_both_i3d_families():
+    from harp.models.i3d import MMACTION2_K400
+
+    for family in ("i3d", "i3d_nonlocal"):
+        spec = get_family(family)
+        assert "kinetics400" in spec.pretrained_sources and spec.hub_checkpoints["kinetics400"] == MMACTION2_K400[family]
+        assert spec.hub_checkpoints["kinetics400"].startswith("https://download.openmmlab.com/mmaction/")
+    assert MMACTION2_K400["i3d_nonlocal"].endswith("nl-embedded-gaussian_8xb8-32x2x1-100e_kinetics400-rgb_20220812-afd8f562.pth")

@@ -117,3 +117,33 @@ def test_mdt_segment_frames_must_divide_the_clip():
         MDTNet(num_classes=3, dropout=0.0, frames=9, segment_frames=2, **TINY)
     with pytest.raises(ConfigError, match="key_frame"):
         MDTNet(num_classes=3, dropout=0.0, frames=10, segment_frames=5, key_frame=5, **TINY)
+
+
+def _adjacent_segments(n: int, segments: int, k: int) -> torch.Tensor:
+    """The clip layout MDT reads (test mode): the video cut into ``segments`` equal parts, ``k`` adjacent frames
+    centred in each, segment-major: [s0, s0+1, .., s0+k-1, s1, s1+1, ...]."""
+    starts = [(s * n // segments + (s + 1) * n // segments - k) // 2 for s in range(segments)]
+    return torch.tensor([start + j for start in starts for j in range(k)])
+
+
+def test_mdt_reads_each_segment_as_k_adjacent_frames():
+    """The paper's 5 frames per segment: frames j and j+1 of a segment are neighbouring video frames, so the fine
+    differences are one-frame differences and the key frame is the segment's 4th frame; segments never mix."""
+    torch.manual_seed(0)
+    mdt = MDTNet(num_classes=3, dropout=0.0, frames=20, segment_frames=5, salience=False, **TINY).eval()
+    n = 60
+    video = torch.arange(n, dtype=torch.float32).view(1, 1, n, 1, 1).expand(1, 3, n, 8, 8)  # frame i has value i
+    indices = _adjacent_segments(n, segments=4, k=5)
+    assert indices.tolist()[:5] == [5, 6, 7, 8, 9] and indices.tolist()[-5:] == [50, 51, 52, 53, 54]
+    clip = video[:, :, indices]
+    key, differences = mdt.key_frames(clip)
+    assert key.shape == (4, 3, 8, 8) and differences.shape == (4, 4 * 3, 8, 8)
+    torch.testing.assert_close(key[:, 0, 0, 0], indices.view(4, 5)[:, 3].float())  # the 4th frame of each segment
+    assert torch.equal(differences, torch.ones_like(differences)), "differences of neighbouring frames within a segment only"
+    # With the salience on, it comes from the segment's own frames: a segment whose 5 frames are still has none.
+    still = clip.clone()
+    still[:, :, 5:10] = still[:, :, 5:6]
+    mdt.use_salience = True
+    key_still, _ = mdt.key_frames(still)
+    torch.testing.assert_close(key_still[1], still[0, :, 8])  # key * (1 + 0)
+    assert not torch.equal(mdt.key_frames(clip)[0][0], clip[0, :, 3])  # a moving segment is enhanced

@@ -8,15 +8,15 @@ import pytest
 import torch
 from torch import nn
 
+from harp.commands import models as commands
 from harp.config.schema import ModelConfig
 from harp.errors import ConfigError, HarpError
 from harp.models import FAMILIES, build_model, family_names, get_family, resolve
-from harp.commands import models as commands
 from harp.models.flops import count_flops, count_params, model_cost
 from harp.models.spec import FamilySpec
-
 from harp.papers import PAPERS
-NAMED_SOURCES = {"imagenet", "kinetics400", "kinetics600", "ssv2"}
+
+NAMED_SOURCES = {"imagenet", "kinetics400", "kinetics600", "ssv2", "res2net50"}
 ISSUE_FAMILIES = {
     "timesformer", "vivit", "videomae", "c3d", "r3d", "r2plus1d", "i3d", "i3d_nonlocal", "cnn3d_attention",
     "tsn", "tsm", "tea", "late_fusion", "lrcn", "mdt",

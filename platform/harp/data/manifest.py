@@ -20,8 +20,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -36,7 +37,7 @@ MANIFEST_COLUMNS = (
     "mtime_ns", "fingerprint", "error",
 )  # fmt: skip
 # Bumped when the manifest's columns or split rules change: an older manifest is re-indexed.
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3  # 3: HMDB51 groups are source videos; UCF101/HMDB51 videos found under UCF-101/, hmdb51_org/
 SPLITS = ("train", "val", "test")
 _SETTINGS = ("format", "split", "val_fraction", "val_strategy", "test_fraction", "seed", "annotations")
 
@@ -133,6 +134,8 @@ def index_dataset(cfg: DataConfig, *, progress: bool = True, cache: dict[str, di
     if dup.any():
         log.warning("%d paths listed twice; keeping the first of each (%s ...)", int(dup.sum()), df.loc[dup, "path"].iloc[0])
         df = df[~dup].reset_index(drop=True)
+    if df.empty:
+        _nothing_readable(cfg, root, df)
     index_of = {c: i for i, c in enumerate(classes)}
     df["label_index"] = df["label"].map(index_of).astype("int64")
     df["official_split"] = df["split"]
@@ -143,12 +146,15 @@ def index_dataset(cfg: DataConfig, *, progress: bool = True, cache: dict[str, di
     probe_df = pd.DataFrame(probes, index=df.index)
     df = pd.concat([df, probe_df], axis=1)
     df["error"] = df["error"].fillna("").astype(str)
+    if not (df["error"] == "").any():
+        _nothing_readable(cfg, root, df)
     if (df["split"] == "").any() and not (df["split"] == "test").any():  # no official test split
         df = carve(df, source="", target="test", fraction=cfg.test_fraction, strategy="group", seed=cfg.seed + 1)
     df.loc[df["split"] == "", "split"] = "train"
     if not (df["split"] == "val").any():  # no official validation split
         df = carve(df, source="train", target="val", fraction=cfg.val_fraction, strategy=cfg.val_strategy, seed=cfg.seed)
     df.loc[df["error"] != "", "split"] = "excluded"
+    _check_splits(cfg, root, df)
     df = df[list(MANIFEST_COLUMNS)]
     for col in ("frames", "header_frames", "width", "height", "size_bytes", "mtime_ns"):
         df[col] = df[col].astype("int64")
@@ -156,6 +162,48 @@ def index_dataset(cfg: DataConfig, *, progress: bool = True, cache: dict[str, di
         df[col] = df[col].astype("float64")
     df.attrs.update({"root": str(root.resolve()), "classes": classes, **_settings(cfg), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return df
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _nothing_readable(cfg: DataConfig, root: Path, df: pd.DataFrame) -> None:
+    """Every listed video failed the probe: most often data.root points one folder off. One line."""
+    from harp.data.readers import layout_hint
+
+    where, what = layout_hint(cfg.format, root, cfg.annotations, cfg.split)
+    example = f"; e.g. {df['path'].iloc[0]}: {_one_line(df['error'].iloc[0])}" if len(df) else ""
+    raise HarpError(f"found 0 readable videos under {root} ({len(df)} listed; looked for {where}{example}); {what}")
+
+
+def _check_splits(cfg: DataConfig, root: Path, df: pd.DataFrame) -> None:
+    """A usable index has readable training videos, and test videos when the data set has an official
+    test split or one was to be carved (``data.test_fraction > 0``; Kinetics' official train/val has
+    none). One line saying which is empty and why."""
+    from harp.data.readers import layout_hint
+
+    counts = df["split"].value_counts()
+    wanted = ["train"]
+    if (df["official_split"] == "test").any() or ((df["official_split"] == "").any() and cfg.test_fraction > 0):
+        wanted.append("test")
+    empty = [s for s in wanted if int(counts.get(s, 0)) == 0]
+    if not empty:
+        return
+    where, what = layout_hint(cfg.format, root, cfg.annotations, cfg.split)
+    listed = int((df["official_split"] == empty[0]).sum())
+    unreadable = int(((df["official_split"] == empty[0]) & (df["error"] != "")).sum())
+    found = ", ".join(f"{int(counts.get(s, 0))} {s}" for s in (*SPLITS, "excluded"))
+    if listed and unreadable == listed:
+        cause = f"all {listed} videos the annotations list for {empty[0]} are unreadable (looked for {where}); {what}"
+    elif empty[0] == "test" and not listed:
+        cause = (
+            f"no test split could be carved from {int((df['official_split'] == '').sum())} unsplit videos; "
+            f"add videos or groups, raise data.test_fraction (now {cfg.test_fraction}), or give splits/test.txt"
+        )
+    else:
+        cause = f"looked for {where}; {what}"
+    raise HarpError(f"{cfg.format} index under {root} has an empty {' and '.join(empty)} split ({found}): {cause}")
 
 
 def _cache_valid(entry: dict[str, Any] | None, file: Path) -> bool:

@@ -2,16 +2,25 @@
 
 A reader returns ``(rows, classes)``: rows are dicts with ``path`` (relative to the data root,
 POSIX), ``label`` (class name), ``split`` (``train`` / ``val`` / ``test``; ``""`` when the data set
-has no official split) and ``group`` (UCF101 ``gGG``; the source video id where known; else the
-file stem), and ``classes`` is the label order. Paths from annotation files that leave the data
-root (absolute, or with ``..``) are rejected with an error naming the file and line.
+has no official split) and ``group`` (UCF101 ``gGG``; the source video where known: HMDB51's name
+without its action, tags and clip number, Kinetics' YouTube id; else the file stem), and
+``classes`` is the label order. Paths from annotation files that leave the data root (absolute,
+or with ``..``) are rejected with an error naming the file and line.
+
+Data sets as their official archives unpack: ``data.root`` may be the folder holding ``UCF-101/``
+and ``ucfTrainTestlist/`` (or ``UCF-101/`` itself, the lists next to it), or the folder holding
+``hmdb51_org/`` (or the 51 class folders directly) and ``testTrainMulti_7030_splits/``; the reader
+finds the videos in whichever of those places the listed files are, and row paths include that
+sub-folder. ``layout_hint`` says where a reader looks and what to set, for the error of an index
+that finds nothing readable.
 """
 from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any
 
 from harp.errors import HarpError
 
@@ -20,6 +29,14 @@ Rows = list[dict[str, Any]]
 
 _UCF_GROUP = re.compile(r"_g(\d+)_c(\d+)", re.IGNORECASE)
 _HMDB_CLIP = re.compile(r"_(\d+)$")
+# HMDB51 names: <source video>_<action>_<body part>_<camera motion>_<people>_<viewpoint>_<quality>_<clip>,
+# e.g. April_09_brush_hair_u_nm_np1_ba_goo_0 (README of the data set: body part h/u/f/l, camera cm/nm,
+# np1..np3, viewpoint fr/ba/le/ri, quality bad/med/goo). The tags describe each clip, so clips of one
+# source video may differ in them.
+_HMDB_NAME = re.compile(r"^(?P<head>.+)_[hufl]_(?:cm|nm)_np\d+_(?:fr|ba|le|ri)_(?:bad|med|goo)_\d+$")
+# Where the official archives put the videos, relative to data.root ("" = the root itself).
+_UCF_VIDEO_DIRS = ("", "UCF-101", "UCF101")
+_HMDB_VIDEO_DIRS = ("", "hmdb51_org", "hmdb51", "HMDB51")
 
 
 def safe_relpath(raw: str, where: str) -> str:
@@ -33,9 +50,50 @@ def safe_relpath(raw: str, where: str) -> str:
     return str(PurePosixPath(*[p for p in path.parts if p != "."]))
 
 
-def _group_of(stem: str) -> str:
+def hmdb_source(stem: str, label: str = "") -> str | None:
+    """The source video of an HMDB51-style clip name (the name without ``_<action>`` and the tag/clip
+    tail), or None when the name does not follow HMDB's pattern. ``label`` (the action) is stripped
+    when the name carries it (``brush hair`` matches ``brush_hair``)."""
+    match = _HMDB_NAME.match(stem)
+    if match is None:
+        return None
+    head = match.group("head")
+    for action in {label, label.replace(" ", "_")} - {""}:
+        if head.endswith("_" + action) and len(head) > len(action) + 1:
+            return head[: -len(action) - 1]
+    return head
+
+
+def _group_of(stem: str, label: str = "") -> str:
+    """UCF101's ``gGG``, else HMDB51's source video, else the stem itself."""
     match = _UCF_GROUP.search(stem)
-    return f"g{int(match.group(1)):02d}" if match else stem
+    if match:
+        return f"g{int(match.group(1)):02d}"
+    source = hmdb_source(stem, label)
+    return source if source is not None else stem
+
+
+def _video_dir(root: Path, rels: list[str], candidates: tuple[str, ...]) -> str:
+    """Which of ``candidates`` (sub-folders of the root; "" is the root) holds the listed videos: the
+    one where most of a sample of them exist ("" when none does; the probe then reports them)."""
+    step = max(1, len(rels) // 64)
+    sample = rels[::step][:64]
+    best, best_count = "", 0
+    for sub in candidates:
+        base = root / sub if sub else root
+        if not base.is_dir():
+            continue
+        count = sum((base / rel).is_file() for rel in sample)
+        if count > best_count:
+            best, best_count = sub, count
+    return best
+
+
+def _under(sub: str, rows: Rows) -> Rows:
+    if sub:
+        for row in rows:
+            row["path"] = f"{sub}/{row['path']}"
+    return rows
 
 
 def _find(root: Path, annotations: str, *candidates: str) -> Path:
@@ -89,7 +147,7 @@ def read_ucf101(root: Path, annotations: str, split: int) -> tuple[Rows, list[st
             if label not in classes:
                 raise HarpError(f"{list_file}:{n}: class {label!r} of {rel!r} is not in classInd.txt")
             rows.append({"path": rel, "label": label, "split": split_name, "group": _group_of(PurePosixPath(rel).stem)})
-    return rows, classes
+    return _under(_video_dir(root, [r["path"] for r in rows], _UCF_VIDEO_DIRS), rows), classes
 
 
 def read_hmdb51(root: Path, annotations: str, split: int) -> tuple[Rows, list[str]]:
@@ -114,11 +172,16 @@ def read_hmdb51(root: Path, annotations: str, split: int) -> tuple[Rows, list[st
             name = safe_relpath(parts[0], f"{list_file}:{n}")
             rel = safe_relpath(f"{label}/{name}", f"{list_file}:{n}")
             stem = PurePosixPath(name).stem
-            rows.append({"path": rel, "label": label, "split": "train" if parts[1] == "1" else "test", "group": _HMDB_CLIP.sub("", stem)})
-    return rows, classes
+            group = hmdb_source(stem, label) or _HMDB_CLIP.sub("", stem)
+            rows.append({"path": rel, "label": label, "split": "train" if parts[1] == "1" else "test", "group": group})
+    return _under(_video_dir(root, [r["path"] for r in rows], _HMDB_VIDEO_DIRS), rows), classes
 
 
-_KINETICS_SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validate": "val", "validation": "val", "test": "test", "testing": "test"}
+_KINETICS_SPLITS = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validate": "val", "validation": "val",
+    "test": "test", "testing": "test",
+}  # fmt: skip
 
 
 def read_kinetics(root: Path, annotations: str, split: int) -> tuple[Rows, list[str]]:
@@ -170,10 +233,12 @@ def read_folder(root: Path, annotations: str, split: int) -> tuple[Rows, list[st
         rel = p.relative_to(root).as_posix()
         if p.parent.name not in class_list:
             continue
-        rows.append({"path": rel, "label": p.parent.name, "split": split_of.get(rel, "" if not split_of else "unused"), "group": _group_of(p.stem)})
+        group = _group_of(p.stem, p.parent.name)
+        rows.append({"path": rel, "label": p.parent.name, "split": split_of.get(rel, "" if not split_of else "unused"), "group": group})
     listed = set(split_of) - {r["path"] for r in rows}
     for rel in sorted(listed):  # named in a split file but missing on disk: the probe reports it
-        rows.append({"path": rel, "label": PurePosixPath(rel).parts[0], "split": split_of[rel], "group": _group_of(PurePosixPath(rel).stem)})
+        label = PurePosixPath(rel).parts[0]
+        rows.append({"path": rel, "label": label, "split": split_of[rel], "group": _group_of(PurePosixPath(rel).stem, label)})
     rows = [r for r in rows if r["split"] != "unused"]
     if not rows:
         raise HarpError(f"no videos found under {root} (expected <class>/<video>{'|'.join(VIDEO_EXTENSIONS)})")
@@ -193,9 +258,40 @@ def read_manifest_file(root: Path, annotations: str, split: int) -> tuple[Rows, 
         rel = safe_relpath(str(rec["path"]), f"{path}:{n}")
         split_name = str(rec.get("split") or "").strip().lower()
         split_name = _KINETICS_SPLITS.get(split_name, "") if split_name else ""
-        group = str(rec.get("group") or "") or _group_of(PurePosixPath(rel).stem)
+        group = str(rec.get("group") or "") or _group_of(PurePosixPath(rel).stem, str(rec["label"]))
         rows.append({"path": rel, "label": str(rec["label"]), "split": split_name, "group": group})
     return rows, sorted({r["label"] for r in rows})
+
+
+def layout_hint(fmt: str, root: Path, annotations: str = "", split: int = 1) -> tuple[str, str]:
+    """(where the reader of ``fmt`` looks for videos, what to set) for a one-line error."""
+    exts = "|".join(e.lstrip(".") for e in VIDEO_EXTENSIONS)
+    lists = annotations or None
+    if fmt == "ucf101":
+        where = (
+            f"UCF-101/<Class>/*.avi (or <Class>/*.avi) listed in {lists or 'ucfTrainTestlist'}/trainlist0{split}.txt "
+            f"and testlist0{split}.txt"
+        )
+        what = "set data.root to the folder that holds UCF-101/ and ucfTrainTestlist/ (or to UCF-101/ itself, with ucfTrainTestlist/ next to it)"
+    elif fmt == "hmdb51":
+        where = (
+            f"hmdb51_org/<class>/*.avi (or <class>/*.avi) listed in {lists or 'testTrainMulti_7030_splits'}/"
+            f"*_test_split{split}.txt"
+        )
+        what = (
+            "set data.root to the folder that holds hmdb51_org/ (or the 51 class folders) and testTrainMulti_7030_splits/; "
+            "hmdb51_org.rar holds one .rar per class: unpack those too"
+        )
+    elif fmt == "kinetics":
+        where = f"<split>/<label>/, <label>/ or flat <youtube_id>_<start>_<end>.mp4 files named in {lists or 'annotations.csv'}"
+        what = "set data.root to the folder that holds the video folders (and data.annotations to the CSV if it lives elsewhere)"
+    elif fmt == "manifest":
+        where = f"the path column of {lists or 'manifest.csv / manifest.parquet'}, relative to data.root"
+        what = "set data.root to the folder those paths are relative to"
+    else:
+        where = f"<class>/<video>.{{{exts}}} one folder per class"
+        what = "set data.root to the folder with one sub-folder per class"
+    return where, what
 
 
 READERS: dict[str, Callable[[Path, str, int], tuple[Rows, list[str]]]] = {

@@ -23,6 +23,9 @@ their learned position/time embeddings interpolated on load (``_resize_position_
 """
 from __future__ import annotations
 
+import logging
+import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -39,6 +42,8 @@ from transformers import (
 
 from harp.errors import ConfigError
 from harp.models.spec import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD, BuildArgs, FamilySpec, SizePreset
+
+logger = logging.getLogger(__name__)
 
 # ViT-B/16 (the paper size of all three) and a narrow tiny transformer that trains on CPU in seconds.
 VIT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
@@ -178,8 +183,11 @@ def _resize_position_embeddings(state: dict[str, torch.Tensor], source: str, mod
     """Interpolate learned position/time embeddings of a checkpoint to this model's clip shape.
 
     TimeSformer: ``time_embeddings`` (1, T, D) over time; ``position_embeddings`` (1, 1+h*w, D) over
-    the patch grid. ViViT: ``position_embeddings`` (1, 1+t*h*w, D) over the tubelet grid. The CLS
-    entry is kept as it is. Anything else is left for the loader to report as a shape mismatch.
+    the patch grid. ViViT: ``position_embeddings`` (1, 1+t*h*w, D) over the tubelet grid, tokens in
+    (time, row, column) order; its (t, h) factorisation comes from the checkpoint's config when the
+    source has one, else from :func:`_vivit_token_grid`; time is interpolated linearly and space
+    bicubically, each only when it differs (same frames: the rows stay exactly as they were). The
+    CLS entry is kept as it is. Anything else is left for the loader to report as a shape mismatch.
     """
     own = model.state_dict()
     config = model.config
@@ -196,12 +204,18 @@ def _resize_position_embeddings(state: dict[str, torch.Tensor], source: str, mod
             if isinstance(config, VivitConfig):
                 t_new = config.num_frames // config.tubelet_size[0]
                 h_new = config.image_size // config.tubelet_size[1]
-                t_old = _grid_frames(tokens.shape[1], h_new, t_new)
-                if t_old is None:
+                found = _vivit_token_grid(tokens.shape[1], t_new, h_new, _checkpoint_vivit_grid(source))
+                if found is None:
                     continue
-                h_old = int(round((tokens.shape[1] // t_old) ** 0.5))
-                grid = tokens.reshape(1, t_old, h_old, h_old, dim).permute(0, 4, 1, 2, 3)
-                grid = _resize(grid, (t_new, h_new, h_new), "trilinear")
+                t_old, h_old = found
+                grid = tokens.reshape(1, t_old, h_old, h_old, dim).permute(0, 4, 1, 2, 3)  # (1, D, t, h, w)
+                if t_old != t_new:  # time only: linear over t, every (row, column) on its own
+                    series = grid.permute(0, 1, 3, 4, 2).reshape(1, dim * h_old * h_old, t_old)
+                    grid = _resize(series, (t_new,), "linear").reshape(1, dim, h_old, h_old, t_new).permute(0, 1, 4, 2, 3)
+                if h_old != h_new:  # space only: bicubic over (row, column), every time step on its own
+                    frames = grid.permute(0, 2, 1, 3, 4).reshape(t_new, dim, h_old, h_old)
+                    frames = _resize(frames, (h_new, h_new), "bicubic")
+                    grid = frames.reshape(1, t_new, dim, h_new, h_new).permute(0, 2, 1, 3, 4)
             else:
                 h_old = int(round(tokens.shape[1] ** 0.5))
                 if h_old * h_old != tokens.shape[1]:
@@ -213,17 +227,78 @@ def _resize_position_embeddings(state: dict[str, torch.Tensor], source: str, mod
     return state
 
 
-def _grid_frames(num_tokens: int, h_new: int, t_new: int) -> int | None:
-    """The temporal length of a checkpoint's ViViT token grid: the one that leaves a square spatial grid.
+# The published ViViT-B/16x2 checkpoints: 32 frames / tubelet 2 at 224 px / patch 16 -> a 16 x 14 x 14 grid.
+_PUBLISHED_VIVIT_SIDE = 14
 
-    Prefers the model's own temporal length (only the spatial size changed), then the ViViT-B K400
-    checkpoint's 16 (32 frames / tubelet 2)."""
-    for t in (t_new, 16, 8, 4, 2, 1, 32):
+
+def _vivit_token_grid(
+    num_tokens: int, t_new: int, h_new: int, checkpoint: tuple[int, int] | None = None
+) -> tuple[int, int] | None:
+    """``(t, side)`` of a checkpoint's ViViT token table (``t * side * side == num_tokens``), or None.
+
+    A token count has several factorisations (16 x 14 x 14 = 4 x 28 x 28 = 3136), and reading the
+    table with the wrong one scrambles every row. In order: the checkpoint's own grid (its config's
+    frames, image size and tubelet); the model's spatial side (only the clip length differs, so only
+    time is interpolated); the published checkpoints' 14 x 14 (224 px / 16); the model's temporal
+    length (only the image size differs). A guess that another reading would also fit is logged.
+    """
+    options = []
+    for t in range(1, num_tokens + 1):
         if num_tokens % t == 0:
-            side = int(round((num_tokens // t) ** 0.5))
+            side = math.isqrt(num_tokens // t)
             if side * side == num_tokens // t:
-                return t
-    return None
+                options.append((t, side))
+    if checkpoint is not None and checkpoint in options:
+        return checkpoint
+    preferences = (
+        ("the model's spatial grid", lambda o: o[1] == h_new),
+        (f"the published checkpoints' {_PUBLISHED_VIVIT_SIDE}x{_PUBLISHED_VIVIT_SIDE} grid", lambda o: o[1] == _PUBLISHED_VIVIT_SIDE),
+        ("the model's temporal length", lambda o: o[0] == t_new),
+    )
+    plausible = [o for _, test in preferences for o in options if test(o)]
+    for reason, test in preferences:
+        chosen = next((o for o in options if test(o)), None)
+        if chosen is not None:
+            others = sorted({o for o in plausible if o != chosen})
+            if others:
+                logger.warning(
+                    "ViViT position table of %d tokens read as %d x %d x %d (%s); it could also be %s. Load it with "
+                    "hf:DIR (a directory with its config.json) to use the checkpoint's own grid",
+                    num_tokens, chosen[0], chosen[1], chosen[1], reason, ", ".join(f"{t} x {s} x {s}" for t, s in others),
+                )
+            return chosen
+    return options[0] if len(options) == 1 else None
+
+
+def _checkpoint_vivit_grid(source: str) -> tuple[int, int] | None:
+    """The (t, side) token grid a source's config.json declares (hf:/file: directories, a weights file
+    next to its config.json, a cached named source); None when the source has no config."""
+    import json
+
+    config_file = None
+    if source.startswith(("hf:", "file:")):
+        local = Path(source.split(":", 1)[1]).expanduser()
+        config_file = local / "config.json" if local.is_dir() else local.parent / "config.json"
+        if not config_file.is_file() and source.startswith("hf:") and not local.exists() and source.count("/") == 1:
+            from harp.models.pretrained import cached_hub_snapshot
+
+            snapshot = cached_hub_snapshot(source[len("hf:"):])
+            config_file = snapshot / "config.json" if snapshot else None
+    elif source in VIVIT.hub_checkpoints:
+        from harp.models.pretrained import cached_hub_snapshot
+
+        snapshot = cached_hub_snapshot(VIVIT.hub_checkpoints[source])
+        config_file = snapshot / "config.json" if snapshot else None
+    if config_file is None or not config_file.is_file():
+        return None
+    try:
+        raw = json.loads(config_file.read_text())
+        tubelet = raw.get("tubelet_size", [2, 16, 16])
+        image = raw.get("image_size", 224)
+        image = image[0] if isinstance(image, (list, tuple)) else image
+        return int(raw.get("num_frames", 32)) // int(tubelet[0]), int(image) // int(tubelet[1])
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return None
 
 
 def _transformer_spec(**fields) -> FamilySpec:

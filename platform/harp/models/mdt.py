@@ -6,9 +6,13 @@ The paper describes its modules in words only; this is the reading harp implemen
 named after the paper's step, and every learned insert starts as the identity, so an ImageNet start
 is the TSN network on salience-enhanced key frames):
 
-Input: ``T = segments * segment_frames`` frames, ``segment_frames`` consecutive sampled frames per
-segment (the paper: 5 per segment, key frame = the 4th; ``key_frame`` option, default
-``min(3, segment_frames - 1)``). The network runs on the ``segments`` key frames.
+Input: ``T = segments * segment_frames`` frames, segment-major: clip frames ``s*k .. s*k+k-1`` are
+segment ``s``'s ``k = segment_frames`` *adjacent* video frames (the paper's 5 frames per segment,
+whose fine differences are those of neighbouring frames; key frame = the 4th, ``key_frame`` option,
+default ``min(3, segment_frames - 1)``), the segments spread over the video as TSN's. The sampler
+must deliver that layout (indices ``[a_0, a_0+1, .., a_0+k-1, a_1, ..]``, ``a_s`` inside the s-th of
+``segments`` equal parts of the video); k frames spread over a segment would turn the fine
+differences into coarse ones. The network runs on the ``segments`` key frames.
 
 1. Motion salience (step 2 of the paper), parameter-free: the magnitude of the temporal Fourier
    transform of each segment's frames, summed over the non-zero frequencies and averaged over colour
@@ -39,7 +43,7 @@ from torch import nn
 
 from harp.errors import ConfigError
 from harp.models.deform import DeformConv2d
-from harp.models.segment import SegmentConsensusNet, Segments, TINY_BACKBONE, backbone_options, imagenet_resnet_spec
+from harp.models.segment import TINY_BACKBONE, SegmentConsensusNet, Segments, backbone_options, imagenet_resnet_spec
 from harp.models.spec import BuildArgs, SizePreset
 
 __all__ = [
@@ -58,9 +62,12 @@ def motion_salience(frames: torch.Tensor) -> torch.Tensor:
     """``(N, L, C, H, W)`` frames -> ``(N, H, W)`` salience in [0, 1] from the temporal Fourier transform.
 
     ``sum_{f>0} |FFT_t(x)[f]|`` averaged over channels: 0 for a static pixel, larger the more it
-    changes; divided by its maximum per sample (all zeros stay zero).
+    changes; divided by its maximum per sample (all zeros stay zero). The transform runs on
+    ``x - x_0`` (the same non-zero frequencies): a static pixel is then exactly zero, where the
+    rounding of a 5-point FFT of the raw values would leave noise that the normalisation blows up to 1.
     """
-    spectrum = torch.fft.rfft(frames.float(), dim=1).abs()[:, 1:]
+    x = frames.float()
+    spectrum = torch.fft.rfft(x - x[:, :1], dim=1).abs()[:, 1:]
     energy = spectrum.sum(dim=1).mean(dim=1)  # (N, H, W)
     peak = energy.flatten(1).amax(dim=1).clamp_min(1e-6).view(-1, 1, 1)
     return (energy / peak).to(frames.dtype)

@@ -16,14 +16,20 @@ Two knobs the video families need:
   - ``conv1_hook(channels, name)``: applied after ``relu(bn1(conv1(x)))`` (TEA's motion excitation,
     MDT's excitations); ``channels`` is the width of ``conv1``'s output;
   - ``conv2_hook(conv2, name)``: returns a replacement for ``conv2`` (TEA's multiple temporal
-    aggregation); it receives the ``nn.Conv2d`` it replaces.
+    aggregation); it receives the ``nn.Conv2d`` it replaces. A replacement with ``owns_norm = True``
+    normalises and activates its own output (TEA's per-fragment BN + ReLU): a bottleneck then has no
+    ``bn2`` and no ReLU after it.
+
+A third knob, ``bottleneck_width(planes) -> channels``, sets the inner width of the bottlenecks
+(``conv1``'s output, ``conv2``, ``conv3``'s input; default ``planes``, torchvision's), e.g. the
+wider bottlenecks of Res2Net-50 26w x 4s (``floor(planes * 26 / 64) * 4``).
 
   Inserts that are ``None`` become ``nn.Identity`` (no parameters), so a hook-free network has exactly
   torchvision's state-dict keys.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -110,16 +116,20 @@ class Bottleneck(nn.Module):
         residual_hook: ChannelHook | None = None,
         conv1_hook: ChannelHook | None = None,
         conv2_hook: Conv2Hook | None = None,
+        inner: int | None = None,
     ) -> None:
         super().__init__()
+        inner = planes if inner is None else inner
         self.residual = _insert(residual_hook, inplanes, name)
-        self.conv1 = _conv1x1(inplanes, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.excite = _insert(conv1_hook, planes, name)
-        conv2 = _conv3x3(planes, planes, stride)
+        self.conv1 = _conv1x1(inplanes, inner)
+        self.bn1 = nn.BatchNorm2d(inner)
+        self.excite = _insert(conv1_hook, inner, name)
+        conv2 = _conv3x3(inner, inner, stride)
         self.conv2 = conv2_hook(conv2, name) if conv2_hook is not None else conv2
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = _conv1x1(planes, planes * self.expansion)
+        # A conv2 replacement that normalises and activates its own output leaves no bn2/ReLU here.
+        self.conv2_norm = not getattr(self.conv2, "owns_norm", False)
+        self.bn2 = nn.BatchNorm2d(inner) if self.conv2_norm else nn.Identity()
+        self.conv3 = _conv1x1(inner, planes * self.expansion)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -127,7 +137,9 @@ class Bottleneck(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(self.residual(x))))
-        out = self.relu(self.bn2(self.conv2(self.excite(out))))
+        out = self.conv2(self.excite(out))
+        if self.conv2_norm:
+            out = self.relu(self.bn2(out))
         out = self.bn3(self.conv3(out))
         return self.relu(out + identity)
 
@@ -150,9 +162,11 @@ class ResNet2d(nn.Module):
         residual_hook: ChannelHook | None = None,
         conv1_hook: ChannelHook | None = None,
         conv2_hook: Conv2Hook | None = None,
+        bottleneck_width: Callable[[int], int] | None = None,
     ) -> None:
         super().__init__()
         self.width = width
+        self.bottleneck_width = bottleneck_width
         self.inplanes = scaled(64, width)
         self.conv1 = nn.Conv2d(in_channels, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(self.inplanes)
@@ -192,6 +206,10 @@ class ResNet2d(nn.Module):
                 _conv1x1(self.inplanes, planes * block.expansion, stride),
                 nn.BatchNorm2d(planes * block.expansion),
             )
+        if self.bottleneck_width is not None:
+            if block is not Bottleneck:
+                raise ValueError("bottleneck_width needs bottleneck blocks (ResNet-50 and deeper)")
+            hooks = {**hooks, "inner": self.bottleneck_width(planes)}
         modules = [block(self.inplanes, planes, stride, downsample, name=f"{name}.0", **hooks)]
         self.inplanes = planes * block.expansion
         for i in range(1, blocks):
