@@ -39,8 +39,9 @@ def test_bad_override_is_one_line_error(capsys):
 def test_prepare_transcodes_resumably(synthetic_root, tmp_path, capsys):
     root = tmp_path / "src"
     shutil.copytree(synthetic_root, root, ignore=shutil.ignore_patterns("harp_manifest*", "move_up", "move_down"))
-    (root / "splits" / "train.txt").write_text("\n".join(p for p in (root / "splits" / "train.txt").read_text().split() if p.startswith(("move_left", "move_right"))))
-    (root / "splits" / "test.txt").write_text("\n".join(p for p in (root / "splits" / "test.txt").read_text().split() if p.startswith(("move_left", "move_right"))))
+    for split in ("train", "test"):
+        listed = (root / "splits" / f"{split}.txt").read_text().split()
+        (root / "splits" / f"{split}.txt").write_text("\n".join(p for p in listed if p.startswith(("move_left", "move_right"))))
     (root / "classes.txt").write_text("move_left\nmove_right\n")
     out = tmp_path / "prepared"
     args = ["data", "prepare", "--quiet", "--output", str(out), "--short-side", "32", "--gop", "4", "--workers", "2", f"data.root={root}"]

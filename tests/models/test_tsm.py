@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from harp.models.segment import Segments
 from harp.models.tsm import TemporalShift, TSMNet, temporal_shift
 from harp.models.tsn import TSNNet
-from harp.models.segment import Segments
 
 
 def _labelled(batch: int, frames: int, channels: int) -> torch.Tensor:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from fractions import Fraction
 from concurrent.futures import ProcessPoolExecutor
+from fractions import Fraction
 from pathlib import Path, PurePosixPath
 from typing import Any
 

@@ -14,10 +14,11 @@ old mtime restored) is probed again.
 """
 from __future__ import annotations
 
-import os
 import hashlib
+import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Sequence
+from typing import Any
 
 IDENTITY_COLUMNS = ("size_bytes", "mtime_ns", "fingerprint")
 PROBE_COLUMNS = ("frames", "header_frames", "keyframe_interval", "fps", "width", "height", "duration", *IDENTITY_COLUMNS, "error")

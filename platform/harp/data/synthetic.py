@@ -308,7 +308,11 @@ def synthesize(cfg: Any, root: str | os.PathLike, *, workers: int = 0, progress:
     for split in ("train", "test"):
         lines = [item["path"] for item in plan if item["split"] == split]
         (root / SPLIT_DIR / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    info = {"settings": dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg), "classes": list(classes), "hflip_swap": {k: v for k, v in HFLIP_SWAP.items() if k in classes}}
+    info = {
+        "settings": dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg),
+        "classes": list(classes),
+        "hflip_swap": {k: v for k, v in HFLIP_SWAP.items() if k in classes},
+    }
     (root / INFO_FILE).write_text(json.dumps(info, indent=1, default=str) + "\n")
     log.info("synthetic data set: %d clips of %d classes in %s", len(plan), len(classes), root)
     return root

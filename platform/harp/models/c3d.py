@@ -14,7 +14,7 @@ pool5's output to the ``fc6`` grid (identity at 16x112, where it already is 1x4x
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

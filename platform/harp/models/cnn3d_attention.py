@@ -17,7 +17,7 @@ on the clip size), and the dense layers are ``hidden`` wide.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -14,7 +14,7 @@ is replaced by the loader when the class count differs).
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harp.models.segment import FrameNet, TINY_BACKBONE, backbone_options, imagenet_resnet_spec
+from harp.models.segment import TINY_BACKBONE, FrameNet, backbone_options, imagenet_resnet_spec
 from harp.models.spec import BuildArgs, SizePreset
 
 __all__ = ["LRCN", "LRCNNet", "build"]

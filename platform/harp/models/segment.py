@@ -11,7 +11,8 @@ from the clip it gets: the same model runs on clips of any length.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn

@@ -5,8 +5,9 @@ family changes the clips), and the pretrained loader reads which sources the fam
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from harp.errors import ConfigError
-from harp.models.segment import SegmentConsensusNet, Segments, TINY_BACKBONE, backbone_options, convert_tsm_repo_keys, imagenet_resnet_spec
+from harp.models.segment import TINY_BACKBONE, SegmentConsensusNet, Segments, backbone_options, convert_tsm_repo_keys, imagenet_resnet_spec
 from harp.models.spec import BuildArgs, SizePreset
 
 __all__ = ["TSM", "TemporalShift", "TSMNet", "build", "temporal_shift"]

@@ -10,7 +10,7 @@ and with a single frame it cannot tell a motion from its reverse.
 """
 from __future__ import annotations
 
-from harp.models.segment import SegmentConsensusNet, TINY_BACKBONE, backbone_options, convert_tsm_repo_keys, imagenet_resnet_spec
+from harp.models.segment import TINY_BACKBONE, SegmentConsensusNet, backbone_options, convert_tsm_repo_keys, imagenet_resnet_spec
 from harp.models.spec import BuildArgs, SizePreset
 
 __all__ = ["TSN", "TSNNet", "build"]

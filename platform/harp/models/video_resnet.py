@@ -20,9 +20,8 @@ Dropout (not in torchvision, parameter-free) sits before ``fc``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
