@@ -123,3 +123,21 @@ def test_searcher_pickles_without_engines_and_continues_the_same_study(tmp_path)
     assert done.params == {k: v for k, v in first.items()}
     assert done.intermediate_values == {1: 0.3, 2: 0.4}
     assert done.state.name == "PRUNED" and done.value == 0.4  # stopped at epoch 2 of 4
+
+
+def test_a_restored_searcher_fails_the_trials_a_dead_driver_left_running(tmp_path):
+    """Tune saves the searcher every few seconds; a trial asked for after the last save and then
+    orphaned by a killed driver must not stay RUNNING in the study forever."""
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    searcher = HarpOptunaSearch(SPACE, objectives=[Objective("val_top1", "max")], storage_url=url, study_name="orphans",
+                                sampler="random", seed=0, num_samples=4, planned_epochs=EPOCHS)
+    assert searcher.suggest("known") is not None
+    searcher.save(str(tmp_path / "searcher.pkl"))  # Tune's last snapshot before the kill
+    assert searcher.suggest("orphan") is not None  # asked after it: the restored driver never hears of it
+    restored = HarpOptunaSearch(SPACE, objectives=[Objective("val_top1", "max")], storage_url=url, study_name="orphans",
+                                sampler="random", seed=0, num_samples=4, planned_epochs=EPOCHS)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    states = {t.user_attrs["tune_trial_id"]: t for t in optuna.load_study(study_name="orphans", storage=url).trials}
+    assert states["orphan"].state == optuna.trial.TrialState.FAIL
+    assert "driver died" in states["orphan"].user_attrs["stop_reason"]
+    assert states["known"].state == optuna.trial.TrialState.RUNNING, "a trial Tune will resume stays RUNNING"

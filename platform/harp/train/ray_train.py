@@ -25,7 +25,7 @@ import torch
 from harp.config.load import from_dict, to_dict
 from harp.config.schema import HarpConfig
 from harp.data.manifest import ensure_manifest
-from harp.errors import HarpError
+from harp.errors import HarpError, RetryableError, is_retryable
 from harp.train.loop import train_loop
 from harp.train.run import micro_batch_size
 from harp.train.sessions import RayTrainSession
@@ -63,7 +63,12 @@ def gpus_available() -> bool:
 def scaling_config(cfg: HarpConfig, resources_per_worker: dict[str, float] | None = None):
     import ray.train
 
-    use_gpu = gpus_available() if cfg.train.use_gpu is None else bool(cfg.train.use_gpu)
+    if cfg.train.use_gpu is not None:
+        use_gpu = bool(cfg.train.use_gpu)
+    elif resources_per_worker is not None:  # a sweep trial: GPUs only when sweep.gpus_per_trial gave it some
+        use_gpu = resources_per_worker.get("GPU", 0) > 0
+    else:
+        use_gpu = gpus_available()
     kwargs: dict[str, Any] = {"num_workers": cfg.train.num_workers, "use_gpu": use_gpu}
     if resources_per_worker:
         kwargs["resources_per_worker"] = dict(resources_per_worker)
@@ -130,12 +135,41 @@ def run_torch_trainer(
         result = trainer.fit()
     except Exception as exc:  # ray.train.TrainingFailedError and friends
         if raise_on_failure:
-            raise HarpError(f"training run {name} failed: {_reason(exc)}") from exc
+            raise _run_failure(name, exc) from exc
         raise
     error = getattr(result, "error", None)
     if raise_on_failure and error is not None:
-        raise HarpError(f"training run {name} failed: {_reason(error)}")
+        raise _run_failure(name, error)
     return result
+
+
+def _run_failure(name: str, exc: BaseException) -> HarpError:
+    """The error a failed run raises: a worker's own deterministic ``HarpError`` (the same
+    config fails the same way: not worth a retry) as it is, anything else (a killed or crashed
+    worker, a lost node) as a ``RetryableError`` with Ray's reason."""
+    cause = _harp_cause(exc)
+    if cause is not None and not is_retryable(cause):
+        return HarpError(f"training run {name} failed: {cause}")
+    return RetryableError(f"training run {name} failed: {_reason(exc)}")
+
+
+def _harp_cause(exc: BaseException) -> HarpError | None:
+    """The ``HarpError`` a worker raised, found in Train's ``worker_failures`` (rank -> error,
+    a user error wrapped with its traceback) or along the exception chain."""
+    candidates: list[BaseException] = [exc]
+    failures = getattr(exc, "worker_failures", None) or {}
+    candidates += list(failures.values())
+    seen: set[int] = set()
+    while candidates:
+        node = candidates.pop(0)
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, HarpError):
+            return node
+        # UserExceptionWithTraceback keeps the worker's exception as _base_exc (no public accessor)
+        candidates += [getattr(node, "_base_exc", None), getattr(node, "cause", None), node.__cause__, node.__context__]  # type: ignore[list-item]
+    return None
 
 
 def _reason(exc: BaseException) -> str:

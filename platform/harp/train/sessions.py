@@ -15,15 +15,21 @@ import importlib
 import json
 import os
 import shutil
+import struct
 import tempfile
+import weakref
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from harp.config.schema import HarpConfig
 from harp.numbers import signed
+from harp.train.checkpoint import CONFIG, METRICS, STATE, WEIGHTS
+from harp.train.reproduce import read_history
 from harp.train.run import default_device
 
 
@@ -83,7 +89,7 @@ class LocalSession(TrainSession):
         self.best: Path | None = None
         # A resumed run continues the ranking of the checkpoints already in its directory.
         for path in sorted((self.run_dir / "checkpoints").glob("epoch_*")):
-            metrics_file = path / "metrics.json"
+            metrics_file = path / METRICS
             if metrics_file.is_file():
                 self.checkpoints.append((path, signed(json.loads(metrics_file.read_text()).get(self.metric), self.mode)))
         if self.checkpoints:
@@ -130,9 +136,15 @@ def _point(link: Path, target: Path) -> None:
 class _RayReportingSession(TrainSession):
     """Reports and resumes through a Ray API module (``ray.tune`` in a function trial, ``ray.train``
     in a TorchTrainer worker): both take ``report(metrics, checkpoint=...)`` and ``get_checkpoint()``.
-    The module is imported when first used: Ray takes seconds to import and a local run never needs it."""
+    The module is imported when first used: Ray takes seconds to import and a local run never needs it.
+
+    A checkpoint to resume from is read where it lies when Ray's storage is a local filesystem
+    (``Checkpoint.to_directory`` would copy it to ``/tmp/checkpoint_tmp_<uuid>`` and never delete
+    it: gigabytes per restore at base size); one in remote storage is downloaded into a temporary
+    directory that goes once the run has loaded it (at the next report, or at exit)."""
 
     _api = "ray.train"
+    _download: Path | None = None
 
     def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         api = importlib.import_module(self._api)
@@ -142,19 +154,117 @@ class _RayReportingSession(TrainSession):
         finally:  # Ray has copied the directory into its storage
             if checkpoint_dir is not None:
                 shutil.rmtree(checkpoint_dir, ignore_errors=True)
+            self._drop_download()
 
     def resume_checkpoint(self) -> Path | None:
         checkpoint = importlib.import_module(self._api).get_checkpoint()
-        return Path(checkpoint.to_directory()) if checkpoint is not None else None
+        return self._readable(checkpoint) if checkpoint is not None else None
+
+    def _readable(self, checkpoint: Any) -> Path:
+        """A local directory holding ``checkpoint`` (a ``ray.train.Checkpoint``): the checkpoint
+        itself on a local filesystem, else a download."""
+        import pyarrow.fs
+
+        if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+            return Path(checkpoint.path)
+        self._drop_download()
+        target = Path(tempfile.mkdtemp(prefix="harp-resume-"))
+        checkpoint.to_directory(str(target))
+        self._download = target
+        weakref.finalize(self, shutil.rmtree, target, True)
+        return target
+
+    def _drop_download(self) -> None:
+        if self._download is not None:
+            shutil.rmtree(self._download, ignore_errors=True)
+            self._download = None
 
 
 class TuneSession(_RayReportingSession):
-    """In-process in a Ray Tune function trial: one worker, no TorchTrainer start-up."""
+    """In-process in a Ray Tune function trial: one worker, no TorchTrainer start-up.
+
+    A trial resumes from its newest whole checkpoint on disk, not only the one Tune hands it:
+    Tune hands the latest checkpoint its experiment state recorded, and that state is written
+    every few seconds (and once more on Ctrl-C, while the trials still run), so a trial stopped
+    with its driver has often persisted one or two newer epochs. Those epochs are reported again
+    first (the newest with its checkpoint), so Tune, the searcher and the trial's history see
+    every epoch, then training continues after the newest."""
 
     _api = "ray.tune"
 
-    def __init__(self, cfg: HarpConfig, device: torch.device | None = None) -> None:
+    def __init__(self, cfg: HarpConfig, device: torch.device | None = None, *, trial_dir: Path | None = None) -> None:
+        """``trial_dir``: the trial's directory in Tune's storage, when that is a local filesystem
+        (where its checkpoint_NNNNNN directories are); None resumes from Tune's checkpoint alone."""
         self.device = device or default_device(cfg)
+        self.trial_dir = trial_dir
+
+    def resume_checkpoint(self) -> Path | None:
+        import ray.tune
+
+        handed = ray.tune.get_checkpoint()
+        handed_dir = self._readable(handed) if handed is not None else None
+        handed_epoch = _checkpoint_epoch(handed_dir) if handed_dir is not None else 0
+        found = complete_checkpoints(self.trial_dir) if self.trial_dir is not None else []
+        newer = [c for c in found if c[0] > handed_epoch]
+        if not newer:
+            return handed_dir
+        epoch, newest, metrics = newer[-1]
+        # the epochs in between, from the run's history in the checkpoint (or their own checkpoints)
+        between = [row for row in read_history(newest) if handed_epoch < int(row.get("epoch") or 0) < epoch]
+        for row in between or [found[2] for found in newer[:-1]]:
+            self.report(_numbers(row), None)
+        # Tune persists a reported checkpoint into its next checkpoint_NNNNNN, which may be
+        # ``newest`` itself: it gets a copy, and the loop reads ``newest`` once that is done.
+        copy = self.checkpoint_dir(epoch)
+        shutil.copytree(newest, copy, dirs_exist_ok=True)
+        self.report(_numbers(metrics), copy)
+        return newest
+
+
+def _numbers(row: dict[str, Any]) -> dict[str, float]:
+    """Metrics read back from JSON (where NaN was written as null) as numbers again."""
+    return {k: float("nan") if v is None else v for k, v in row.items() if v is None or isinstance(v, (int, float))}
+
+
+def _checkpoint_epoch(directory: Path) -> int:
+    try:
+        return int(json.loads((directory / METRICS).read_text()).get("epoch", 0))
+    except (OSError, ValueError, TypeError):
+        return 0
+
+
+def complete_checkpoints(trial_dir: Path) -> list[tuple[int, Path, dict[str, Any]]]:
+    """``(epoch, directory, metrics)`` of every whole harp checkpoint in a Tune trial directory,
+    oldest epoch first. A directory a killed process left half-copied is skipped: its weights
+    file must hold every byte its safetensors header promises, and ``state.pt`` must be a whole
+    zip archive (torch.save's format)."""
+    found: dict[int, tuple[int, Path, dict[str, Any]]] = {}
+    for directory in sorted(trial_dir.glob("checkpoint_*")):
+        try:
+            metrics = json.loads((directory / METRICS).read_text())
+            epoch = int(metrics["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        whole = (
+            (directory / CONFIG).is_file()
+            and _whole_safetensors(directory / WEIGHTS)
+            and zipfile.is_zipfile(directory / STATE)
+        )
+        if whole:
+            found[epoch] = (epoch, directory, metrics)
+    return [found[epoch] for epoch in sorted(found)]
+
+
+def _whole_safetensors(path: Path) -> bool:
+    """Whether a safetensors file is as long as its header says (a truncated copy is not)."""
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        return path.stat().st_size >= 8 + length + end
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return False
 
 
 class RayTrainSession(_RayReportingSession):
@@ -177,4 +287,4 @@ class RayTrainSession(_RayReportingSession):
         return ray.train.torch.prepare_model(model)
 
 
-__all__ = ["LocalSession", "RayTrainSession", "TrainSession", "TuneSession"]
+__all__ = ["LocalSession", "RayTrainSession", "TrainSession", "TuneSession", "complete_checkpoints"]

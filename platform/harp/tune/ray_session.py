@@ -1,9 +1,24 @@
 """Ray for the length of one sweep: a private local instance by default, or a named cluster.
 
-Ray 2.60 traps handled here: ``ray.init(address="local")`` with its own temp dir so nothing
-attaches to another user's Ray; the dashboard on 127.0.0.1 on a free port, because its State API
-is what lets Ray Train release the placement groups of ASHA-stopped TorchTrainer trials (without
-it a sweep hangs).
+A local instance is private to the sweep and this machine:
+
+- ``ray.init(address="local")`` with its own temporary directory inside harp's
+  ``/tmp/harp-ray-*`` (mode 0700: Ray makes its own directories world-writable, and its logs may
+  name paths and settings), so nothing attaches to another user's Ray and no one else reads it;
+- every server binds to 127.0.0.1 (GCS, raylet, object manager, worker gRPC, dashboard and its
+  agent, runtime-env agent, metrics export): Ray 2.60 binds them to the node's address, which
+  it resolves to the machine's routable IP unless Ray runs as a single-node (non-cluster)
+  instance, its macOS/Windows default. That is what ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` says
+  to the processes Ray starts, and ``ray_constants.ENABLE_RAY_CLUSTER`` to this one, which
+  imported Ray already;
+- the dashboard on 127.0.0.1 on a free port: its State API is what lets Ray Train release the
+  placement groups of ASHA-stopped TorchTrainer trials (without it a sweep hangs);
+- no credentials in Ray's runtime environments: Tune copies the driver's ``AWS_*`` variables into
+  each trial actor's runtime env, which the runtime-env agent logs in plain text; a local
+  instance's processes inherit the driver's environment anyway, so that copy is switched off;
+- Ray's processes get ``TMPDIR`` inside the session directory and ``HARP_RAY_SESSION`` naming
+  it, so whatever they leave (checkpoint copies, ``harp-ckpt-*``) goes with the directory, and a
+  later sweep finds and ends the session if its driver is killed (``harp.tune.leftovers``).
 """
 from __future__ import annotations
 
@@ -11,13 +26,20 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from harp.config.schema import HarpConfig
 from harp.errors import HarpError
+from harp.tune.leftovers import SESSION_ENV, TEMP_PREFIX, TEMP_ROOT, end_leftovers, record_session
+
+# Environment variables never copied into a Ray runtime env (Tune's ENV_VARS_TO_PROPAGATE).
+SECRET_ENV_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
+_SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def _free_port() -> int:
@@ -27,12 +49,68 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` for the block (the processes ray.init starts inherit it)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _single_node_addresses() -> Iterator[None]:
+    """Ray resolves this node's address to 127.0.0.1 (so every server binds there) while starting."""
+    import ray._private.ray_constants as ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        with _environment({_SINGLE_NODE_ENV: "0"}):
+            yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+@contextlib.contextmanager
+def _no_secret_propagation() -> Iterator[None]:
+    """Keep ``SECRET_ENV_VARS`` out of the runtime env Tune gives each trial actor."""
+    from ray.tune.execution import class_cache
+
+    propagated = class_cache.ENV_VARS_TO_PROPAGATE
+    removed = {name for name in SECRET_ENV_VARS if name in propagated}
+    propagated.difference_update(removed)
+    try:
+        yield
+    finally:
+        propagated.update(removed)
+
+
+def _init(kwargs: dict[str, Any]) -> None:
+    import ray
+
+    # ray.init installs a SIGTERM handler (sys.exit); the caller's (harp's clean stop) stays.
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        ray.init(**kwargs)
+    except Exception as exc:
+        raise HarpError(f"could not start Ray at sweep.ray_address={kwargs.get('address')!r}: {str(exc).splitlines()[0]}") from exc
+    finally:
+        signal.signal(signal.SIGTERM, sigterm if sigterm is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
 def ray_session(cfg: HarpConfig, *, num_cpus: int | None = None, num_gpus: int | None = None) -> Iterator[None]:
     """Start (or attach to) Ray for one sweep and shut it down afterwards.
 
-    ``local`` starts a private instance: own temp dir, dashboard bound to 127.0.0.1 on a free port.
-    Any other address (``auto``, ``ray://host:10001``) attaches to that cluster. A Ray already
-    initialised in this process is used as it is and left running.
+    ``local`` starts a private instance (see the module docstring), after ending what sessions
+    of killed drivers left behind. Any other address (``auto``, ``ray://host:10001``) attaches to
+    that cluster. A Ray already initialised in this process is used as it is and left running.
     """
     import ray  # seconds to import: only the commands that start Ray pay it
 
@@ -44,31 +122,42 @@ def ray_session(cfg: HarpConfig, *, num_cpus: int | None = None, num_gpus: int |
     # would repeat through the whole sweep: the snapshots are wanted, the warning is noise.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     address = cfg.sweep.ray_address or "local"
-    temp_dir = None
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
-    if address == "local":
-        temp_dir = tempfile.mkdtemp(prefix="harp-ray-", dir="/tmp")
+    if address != "local":
+        _init({**kwargs, "address": address})
+        try:
+            yield
+        finally:
+            ray.shutdown()
+        return
+
+    end_leftovers()
+    tempfile.gettempdir()  # this process keeps its own temporary directory; Ray's processes get TMPDIR below
+    temp_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=TEMP_ROOT))
+    try:
+        record_session(temp_dir)
+        scratch = temp_dir / "tmp"
+        scratch.mkdir()
         kwargs.update(
             address="local",
             include_dashboard=True,
             dashboard_host="127.0.0.1",
             dashboard_port=_free_port(),
-            _temp_dir=temp_dir,
+            # Ray makes its temporary directory world-writable (0777), again whenever a process
+            # starts: it lives inside harp's own, which stays 0700 (mkdtemp's mode)
+            _temp_dir=str(temp_dir / "ray"),
             num_cpus=num_cpus,
             num_gpus=num_gpus,
         )
-    else:
-        kwargs["address"] = address
-    try:
-        ray.init(**kwargs)
-    except Exception as exc:
-        raise HarpError(f"could not start Ray at sweep.ray_address={address!r}: {str(exc).splitlines()[0]}") from exc
-    try:
-        yield
+        with _no_secret_propagation():
+            with _single_node_addresses(), _environment({SESSION_ENV: str(temp_dir), "TMPDIR": str(scratch)}):
+                _init(kwargs)
+            try:
+                yield
+            finally:
+                ray.shutdown()
     finally:
-        ray.shutdown()
-        if temp_dir:
-            shutil.rmtree(temp_dir, ignore_errors=True)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-__all__ = ["ray_session"]
+__all__ = ["SECRET_ENV_VARS", "ray_session"]

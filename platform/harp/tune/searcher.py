@@ -251,5 +251,31 @@ class HarpOptunaSearch(OptunaSearch):
         with open(checkpoint_path, "wb") as fh:
             pickle.dump(self.__getstate__(), fh)
 
+    def restore(self, checkpoint_path: str) -> None:
+        """Tuner.restore: this searcher as Tune last saved it, and the truth about the trials the
+        dead driver asked Optuna for after that save (Tune saves its state every few seconds, so a
+        killed driver can leave a trial RUNNING in the study that no restored Tune trial will ever
+        finish): those are told FAIL, so the study never shows a trial running forever."""
+        super().restore(checkpoint_path)
+        self.fail_orphans()
+
+    def fail_orphans(self) -> list[int]:
+        """Tell FAIL every RUNNING trial of the study that no Tune trial of this searcher owns;
+        returns their numbers."""
+        known = {progress.number for progress in self._progress.values()}
+        study = self.study
+        study_id = self.storage.get_study_id_from_name(study.study_name)
+        orphans = []
+        for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if frozen.number in known:
+                continue
+            trial = optuna.trial.Trial(study, self.storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number))
+            trial.set_user_attr("stop_reason", "the sweep driver died while it ran; the resumed sweep asked for a new trial")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            orphans.append(frozen.number)
+        if orphans:
+            log.warning("Optuna trials %s were left RUNNING by a driver that died: told FAIL", orphans)
+        return orphans
+
 
 __all__ = ["HarpOptunaSearch", "Objective", "parse_objectives"]

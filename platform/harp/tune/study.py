@@ -6,6 +6,7 @@ checked, and a storage opened, without Ray.
 """
 from __future__ import annotations
 
+import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -19,17 +20,30 @@ if TYPE_CHECKING:
 OPTUNA_SAMPLERS = ("tpe", "random", "grid", "cmaes", "nsga2")
 
 
+_CREATE_ATTEMPTS = 4
+
+
 def make_storage(url: str) -> optuna.storages.RDBStorage:
     """An ``RDBStorage`` for ``url`` (Ray's OptunaSearch wants the storage object, not the URL).
 
     SQLite gets a 60 s lock timeout: trials of one sweep finish close together and would otherwise
-    see "database is locked"."""
+    see "database is locked". Optuna creates its tables without a lock, so two sweeps opening a
+    fresh database at the same moment race (one sees a duplicate-key error; optuna#1092): the loser
+    retries, and then finds the tables the winner made."""
     import optuna
+    import sqlalchemy.exc
 
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    return optuna.storages.RDBStorage(url, **kwargs)
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError):
+            if attempt + 1 == _CREATE_ATTEMPTS or url.startswith("sqlite"):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def make_sampler(name: str, *, seed: int, num_samples: int, multi_objective: bool) -> optuna.samplers.BaseSampler:

@@ -3,6 +3,7 @@
 ``<sweep.output_dir>/<sweep.name>``::
 
     sweep.json        what this sweep is: name, space file, resolved base config (export reads it)
+    .harp-sweep.lock  held by the one process running (or cleaning) the sweep (harp.tune.lock)
     base_config.yaml  the resolved base config (harp config --config reads it)
     space.yaml        a copy of the search-space file
     optuna.db         the Optuna study (SQLite) unless sweep.optuna_storage names another database
@@ -11,20 +12,24 @@
     wandb/            W&B runs (offline ones are synced with `wandb sync`)
     trials.parquet, best/   written by export
 
-The sweep runner writes it, export and ``--resume`` read it: one module, so both agree.
+The sweep runner writes it, export and ``--resume`` read it: one module, so both agree. A fresh
+sweep never starts in a directory that holds one (``check_sweep_dir``), and a resumed one is
+compared with what the directory was started with (``sweep_differences``).
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harp.config.load import from_dict, to_dict, to_yaml
 from harp.config.schema import HarpConfig
-from harp.errors import HarpError
+from harp.errors import ConfigError, HarpError
 from harp.tune.space import SearchSpace, parse_space
 
 SWEEP_FILE = "sweep.json"
@@ -70,10 +75,21 @@ class SweepPaths:
 
 
 def sweep_name(cfg: HarpConfig, space: SearchSpace) -> str:
-    """``sweep.name``, or the space's name and the start time."""
+    """``sweep.name``, or the space's name and the start time; a name is one directory inside
+    ``sweep.output_dir``, never a path out of it."""
     if cfg.sweep.name:
-        return cfg.sweep.name
-    return f"{space.name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        return check_sweep_name(cfg.sweep.name)
+    return check_sweep_name(f"{space.name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+
+
+def check_sweep_name(name: str) -> str:
+    """``name`` if it is a plain directory name (no separator, not ``.``/``..``)."""
+    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        raise ConfigError(
+            f"sweep.name={name!r} must be a plain directory name (no '/', not '..'): the sweep lives in "
+            "sweep.output_dir/sweep.name; set sweep.output_dir to choose where"
+        )
+    return name
 
 
 def storage_url(cfg: HarpConfig, paths: SweepPaths) -> str:
@@ -100,6 +116,109 @@ def write_sweep_files(cfg: HarpConfig, space: SearchSpace, paths: SweepPaths, ra
         shutil.copyfile(space.path, paths.root / "space.yaml")
 
 
+def check_sweep_dir(paths: SweepPaths, *, resume: bool, restorable: bool | None = None) -> None:
+    """A fresh sweep needs a directory that holds none; a resumed one needs Tune's state in it.
+    ``restorable`` is Tune's own verdict (``Tuner.can_restore``) when the caller has it."""
+    restorable = paths.has_tune_state() if restorable is None else restorable
+    if resume:
+        if not restorable:
+            raise ConfigError(f"{paths.root} holds no Tune state to resume; start the sweep without --resume")
+        return
+    if restorable or paths.sweep_file.exists():
+        raise ConfigError(
+            f"{paths.root} already holds a sweep: continue it with `harp sweep --resume {paths.root}`, "
+            "or pick another sweep.name to start over"
+        )
+
+
+def _dotted(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, Mapping) or not node:
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(_dotted(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+# Keys a resumed sweep may differ in without --allow-changes: where the sweep directory, its space
+# file (the same file reached by another path; its params are compared) and Ray are.
+_WHERE_KEYS = ("sweep.output_dir", "sweep.name", "sweep.search_space", "sweep.ray_address")
+# sweep.* settings that take effect on resume (Tune rebuilds the trainable's resources); every
+# other sweep setting lives in Tune's and Optuna's restored state, so a change would be ignored.
+RESUMABLE_SWEEP_KEYS = ("sweep.cpus_per_trial", "sweep.gpus_per_trial")
+
+
+@dataclass(frozen=True)
+class SweepDifferences:
+    """How a resume's space and base config differ from the sweep directory's (dotted keys)."""
+
+    params: list[str]
+    config: dict[str, tuple[Any, Any]]  # key -> (directory's value, given value)
+
+    @property
+    def fixed_settings(self) -> list[str]:
+        """Changed sweep.* settings a resume cannot apply."""
+        return [k for k in self.config if k.startswith("sweep.") and k not in RESUMABLE_SWEEP_KEYS]
+
+    def describe(self, limit: int = 6) -> str:
+        shown = [f"{k}: {_short(a)} -> {_short(b)}" for k, (a, b) in list(self.config.items())[:limit]]
+        more = len(self.config) - len(shown)
+        return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def sweep_differences(paths: SweepPaths, cfg: HarpConfig, raw_space: Mapping[str, Any]) -> SweepDifferences:
+    """Compare a resume's base config and space ``params`` with those the directory was started with."""
+    info = json.loads(paths.sweep_file.read_text())
+    stored_params = dict((info.get("space") or {}).get("params") or {})
+    given_params = dict(raw_space.get("params") or {})
+    params = sorted(k for k in stored_params.keys() | given_params.keys() if stored_params.get(k) != given_params.get(k))
+    stored, given = _dotted(info.get("base_config") or {}), _dotted(to_dict(cfg))
+    missing = object()
+    config = {
+        key: (stored.get(key), given.get(key))
+        for key in sorted(stored.keys() | given.keys())
+        if key not in _WHERE_KEYS and stored.get(key, missing) != given.get(key, missing)
+    }
+    return SweepDifferences(params, config)
+
+
+def record_resume_changes(paths: SweepPaths, cfg: HarpConfig, differences: SweepDifferences) -> None:
+    """A resume allowed to change the base config: the directory's files say so from now on
+    (``sweep.json`` keeps a log of the changes, export reads the new base config)."""
+    info = json.loads(paths.sweep_file.read_text())
+    info["base_config"] = to_dict(cfg)
+    info.setdefault("resumed_with_changes", []).append(
+        {"at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "changes": {k: list(v) for k, v in differences.config.items()}}
+    )
+    paths.sweep_file.write_text(json.dumps(info, indent=2, default=str) + "\n")
+    (paths.root / "base_config.yaml").write_text(to_yaml(cfg))
+
+
+def directory_size(path: str | Path) -> int:
+    """Bytes under ``path`` (files only; symlinks not followed)."""
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def format_size(num_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if num_bytes < 1024 or unit == "GiB":
+            return f"{num_bytes:.0f} {unit}" if unit == "B" else f"{num_bytes:.1f} {unit}"
+        num_bytes /= 1024
+    return f"{num_bytes:.1f} TiB"  # pragma: no cover
+
+
 def read_sweep(sweep_dir: str | Path) -> tuple[HarpConfig, SearchSpace, SweepPaths]:
     """The base config and space a sweep directory was started with."""
     paths = SweepPaths(Path(sweep_dir))
@@ -111,4 +230,20 @@ def read_sweep(sweep_dir: str | Path) -> tuple[HarpConfig, SearchSpace, SweepPat
     return cfg, space, paths
 
 
-__all__ = ["SWEEP_FILE", "SweepPaths", "TUNE_DIR", "read_sweep", "storage_url", "sweep_name", "write_sweep_files"]
+__all__ = [
+    "RESUMABLE_SWEEP_KEYS",
+    "SWEEP_FILE",
+    "SweepDifferences",
+    "SweepPaths",
+    "TUNE_DIR",
+    "check_sweep_dir",
+    "check_sweep_name",
+    "directory_size",
+    "format_size",
+    "read_sweep",
+    "record_resume_changes",
+    "storage_url",
+    "sweep_differences",
+    "sweep_name",
+    "write_sweep_files",
+]

@@ -23,6 +23,7 @@ from harp.config.load import from_dict
 from harp.config.schema import HarpConfig
 from harp.tune.results import write_train_run
 from harp.tune.space import apply_params
+from harp.tune.sweep_dir import TUNE_DIR
 
 log = logging.getLogger("harp.tune")
 
@@ -94,6 +95,15 @@ def _extra_objectives(base: Mapping[str, Any]) -> list[str]:
     return [str(o).partition(":")[0] for o in (base.get("sweep", {}).get("objectives") or [])]
 
 
+def storage_trial_dir(sweep_dir: str, trial_dir: str) -> Path | None:
+    """The trial's directory in Tune's storage (``<sweep>/tune/<trial>``, where its checkpoints
+    are) when that is a local path. ``get_trial_dir()`` is the driver's staging copy of the trial
+    directory, which has the same name."""
+    if "://" in sweep_dir:
+        return None
+    return Path(sweep_dir) / TUNE_DIR / Path(trial_dir).name
+
+
 def harp_trial(config: dict[str, Any], *, base: dict[str, Any], sweep_dir: str) -> None:
     """The function trainable Tune runs (bind ``base`` and ``sweep_dir`` with tune.with_parameters)."""
     import ray.tune
@@ -111,7 +121,7 @@ def harp_trial(config: dict[str, Any], *, base: dict[str, Any], sweep_dir: str) 
             def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
                 super().report({**metrics, **extras}, checkpoint_dir)
 
-        train_loop(cfg, _Session(cfg))
+        train_loop(cfg, _Session(cfg, trial_dir=storage_trial_dir(sweep_dir, context.get_trial_dir())))
         return
 
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -129,8 +139,10 @@ def harp_trial(config: dict[str, Any], *, base: dict[str, Any], sweep_dir: str) 
     per_worker = {"CPU": max(0.01, cfg.sweep.cpus_per_trial / workers)}
     if cfg.sweep.gpus_per_trial > 0:
         per_worker["GPU"] = cfg.sweep.gpus_per_trial / workers
-    # run_torch_trainer raises HarpError with Ray's reason when the run fails (finite failure limits)
-    run_torch_trainer(cfg, storage_path=str(storage), name=name, callbacks=[_Forward()], resources_per_worker=per_worker)
+    # One retry layer, Tune's: the Train run itself does not retry (max_failures=0), it raises a
+    # worker's deterministic HarpError as it is (Tune then does not retry the trial either) and a
+    # crash as a RetryableError (Tune retries the trial, which resumes this Train run by its name).
+    run_torch_trainer(cfg, storage_path=str(storage), name=name, callbacks=[_Forward()], resources_per_worker=per_worker, max_failures=0)
 
 
-__all__ = ["COST_METRICS", "harp_trial", "measure_costs", "trial_config", "trial_resources"]
+__all__ = ["COST_METRICS", "harp_trial", "measure_costs", "storage_trial_dir", "trial_config", "trial_resources"]

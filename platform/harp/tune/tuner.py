@@ -6,7 +6,13 @@ The sweep directory's layout is in ``harp.tune.sweep_dir``, Ray's start-up in
 Ray 2.60 traps handled here: ASHA's ``time_attr`` is harp's own ``epoch``
 (``training_iteration`` restarts at 1 after ``Tuner.restore``); TuneConfig's metric/mode stay
 unset (they would overwrite a multi-objective searcher's lists); ``ray.tune.FailureConfig`` has a
-finite ``max_failures``; a sweep directory with Tune state is restored, not restarted.
+finite ``max_failures``, and a deterministic harp error is not retried at all (the schedulers of
+``harp.tune.failures``).
+
+A sweep owns its directory: it runs under the directory's lock (``harp.tune.lock``), a fresh
+sweep refuses a directory that holds one, ``resume=True`` restores the Tune state there (never
+implicitly), and SIGINT/SIGTERM end ``Tuner.fit`` cleanly (``harp.tune.interrupt``): the outcome
+says which signal, so the caller reports an interrupted sweep instead of a finished one.
 """
 from __future__ import annotations
 
@@ -19,15 +25,19 @@ from typing import TYPE_CHECKING, Any
 
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 
 from harp.config.load import to_dict
 from harp.config.schema import HarpConfig
 from harp.errors import ConfigError
+from harp.tune.checks import check_sweep
+from harp.tune.failures import AshaFailFast, FifoFailFast, MedianFailFast
+from harp.tune.interrupt import stop_on_signals
+from harp.tune.lock import sweep_lock
 from harp.tune.params import SearchSpace
 from harp.tune.results import validation_confusion
 from harp.tune.searcher import HarpOptunaSearch, parse_objectives
-from harp.tune.sweep_dir import TUNE_DIR, SweepPaths, storage_url, sweep_name, write_sweep_files
+from harp.tune.study import make_storage
+from harp.tune.sweep_dir import TUNE_DIR, SweepPaths, check_sweep_dir, storage_url, sweep_name, write_sweep_files
 from harp.tune.trial import harp_trial, trial_resources
 from harp.tune.wandb_logging import WandbCallback
 
@@ -41,10 +51,11 @@ log = logging.getLogger("harp.tune")
 
 def build_trial_scheduler(cfg: HarpConfig, max_epochs: int) -> TrialScheduler:
     """Tune's trial scheduler for ``sweep.scheduler``: ASHA or the median rule stop poor trials
-    early (counted in harp's ``epoch``), ``none`` runs every trial to the end."""
+    early (counted in harp's ``epoch``), ``none`` runs every trial to the end; none of them
+    retries a trial whose error a retry cannot fix (``harp.tune.failures``)."""
     sweep = cfg.sweep
     if sweep.scheduler == "asha":
-        return ASHAScheduler(
+        return AshaFailFast(
             time_attr="epoch",  # harp's own counter: training_iteration restarts at 1 after a restore
             metric=sweep.metric,
             mode=sweep.mode,
@@ -53,14 +64,14 @@ def build_trial_scheduler(cfg: HarpConfig, max_epochs: int) -> TrialScheduler:
             reduction_factor=max(2, sweep.reduction_factor),
         )
     if sweep.scheduler == "median":
-        return MedianStoppingRule(
+        return MedianFailFast(
             time_attr="epoch",
             metric=sweep.metric,
             mode=sweep.mode,
             grace_period=max(1, sweep.grace_period),
             min_samples_required=3,
         )
-    return FIFOScheduler()
+    return FifoFailFast()
 
 
 def build_searcher(cfg: HarpConfig, space: SearchSpace, paths: SweepPaths, *, check_fresh: bool) -> HarpOptunaSearch:
@@ -73,7 +84,7 @@ def build_searcher(cfg: HarpConfig, space: SearchSpace, paths: SweepPaths, *, ch
         import optuna
 
         try:
-            names = [s.study_name for s in optuna.get_all_study_summaries(storage=url)]
+            names = [s.study_name for s in optuna.get_all_study_summaries(storage=make_storage(url))]  # make_storage: the fresh-database race
         except Exception as exc:
             raise ConfigError(f"sweep.optuna_storage: cannot open the study database ({str(exc).splitlines()[0]})") from exc
         if sweep.name in names:
@@ -95,16 +106,20 @@ def build_searcher(cfg: HarpConfig, space: SearchSpace, paths: SweepPaths, *, ch
 
 @dataclass
 class SweepOutcome:
-    """What ``run_sweep`` returns: the sweep's name and directory, and Tune's results."""
+    """What ``run_sweep`` returns: the sweep's name and directory, Tune's results, whether it was
+    restored, and the signal that stopped it (None when it ran to its end)."""
 
     name: str
     paths: SweepPaths
     results: ResultGrid
     restored: bool
+    interrupted: int | None = None
 
 
 def prepare_sweep(cfg: HarpConfig, space: SearchSpace) -> tuple[HarpConfig, SweepPaths]:
-    """Fill in the sweep name (and grid size) and return the sweep directory."""
+    """Check the space and metrics, fill in the sweep name (and grid size) and return the sweep
+    directory (``sweep.output_dir/sweep.name``, never outside ``sweep.output_dir``)."""
+    check_sweep(cfg, space)
     name = sweep_name(cfg, space)
     cfg.sweep.name = name
     if cfg.sweep.searcher == "grid":
@@ -116,41 +131,68 @@ def prepare_sweep(cfg: HarpConfig, space: SearchSpace) -> tuple[HarpConfig, Swee
     return cfg, SweepPaths(root.resolve() if "://" not in cfg.sweep.output_dir else root)
 
 
+def can_resume(paths: SweepPaths) -> bool:
+    """Whether the sweep directory holds Tune state to restore (local or remote storage)."""
+    return Tuner.can_restore(str(paths.tune))
+
+
 def run_sweep(
     cfg: HarpConfig,
     space: SearchSpace,
     *,
     raw_space: dict[str, Any] | None = None,
+    resume: bool = False,
     verbose: int = 1,
     extra_callbacks: Sequence[Callback] = (),
     stop: Stopper | dict[str, Any] | None = None,
 ) -> SweepOutcome:
-    """Run (or resume) the sweep; Ray must already be initialised (see ``ray_session``)."""
+    """Run the sweep, or with ``resume`` continue the one in its directory; Ray must already be
+    initialised (see ``ray_session``). Raises ConfigError when the directory does not fit
+    (a fresh sweep where one exists, a resume where none does) and SweepLocked when another
+    process runs it."""
     cfg, paths = prepare_sweep(cfg, space)
-    name = sweep_name(cfg, space)  # the name prepare_sweep settled on
-    restored = paths.has_tune_state()
-    if restored:
-        log.info("resuming sweep %s from %s", name, paths.tune)
-    else:
-        write_sweep_files(cfg, space, paths, raw_space or {})
-    base = to_dict(cfg)
-    trainable = tune.with_resources(
-        tune.with_parameters(harp_trial, base=base, sweep_dir=str(paths.root)),
-        # A function of the trial's config returning a resource dict: Tune's Trial converts it
-        # (Ray's annotation names only PlacementGroupFactory results). It lives in harp.tune.trial,
-        # which the trial processes import anyway; from here they would import this module, the
-        # searcher and Optuna just to unpickle it.
-        partial(trial_resources, workers=cfg.train.num_workers, cpus=cfg.sweep.cpus_per_trial, gpus=cfg.sweep.gpus_per_trial),  # type: ignore[arg-type]
-    )
-    if restored:
-        tuner = Tuner.restore(str(paths.tune), trainable=trainable, resume_unfinished=True, resume_errored=True)
-        return SweepOutcome(name, paths, tuner.fit(), True)
+    name = str(cfg.sweep.name)
+    with sweep_lock(paths.root):
+        check_sweep_dir(paths, resume=resume, restorable=can_resume(paths))
+        searcher = None
+        if resume:
+            log.info("resuming sweep %s from %s", name, paths.tune)
+        else:
+            searcher = build_searcher(cfg, space, paths, check_fresh=True)  # a bad study fails before any file is written
+            write_sweep_files(cfg, space, paths, raw_space or {})
+        base = to_dict(cfg)
+        trainable = tune.with_resources(
+            tune.with_parameters(harp_trial, base=base, sweep_dir=str(paths.root)),
+            # A function of the trial's config returning a resource dict: Tune's Trial converts it
+            # (Ray's annotation names only PlacementGroupFactory results). It lives in harp.tune.trial,
+            # which the trial processes import anyway; from here they would import this module, the
+            # searcher and Optuna just to unpickle it.
+            partial(trial_resources, workers=cfg.train.num_workers, cpus=cfg.sweep.cpus_per_trial, gpus=cfg.sweep.gpus_per_trial),  # type: ignore[arg-type]
+        )
+        with stop_on_signals() as interrupted:
+            if searcher is None:
+                tuner = Tuner.restore(str(paths.tune), trainable=trainable, resume_unfinished=True, resume_errored=True)
+            else:
+                tuner = _new_tuner(cfg, space, paths, trainable, searcher, base, extra_callbacks, stop, verbose)
+            results = tuner.fit()
+        return SweepOutcome(name, paths, results, resume, interrupted.signum)
 
-    searcher = build_searcher(cfg, space, paths, check_fresh=True)
+
+def _new_tuner(
+    cfg: HarpConfig,
+    space: SearchSpace,
+    paths: SweepPaths,
+    trainable: Any,
+    searcher: HarpOptunaSearch,
+    base: dict[str, Any],
+    extra_callbacks: Sequence[Callback],
+    stop: Stopper | dict[str, Any] | None,
+    verbose: int,
+) -> Tuner:
     max_epochs = int(space.max_value("train.epochs", cfg.train.epochs))
     callbacks = [
         WandbCallback(
-            sweep_name=name,
+            sweep_name=str(cfg.sweep.name),
             project=cfg.wandb.project,
             entity=cfg.wandb.entity,
             mode=cfg.wandb.mode,
@@ -160,7 +202,7 @@ def run_sweep(
         ),
         *extra_callbacks,
     ]
-    tuner = Tuner(
+    return Tuner(
         trainable,
         tune_config=TuneConfig(
             # metric/mode deliberately unset: the searcher and scheduler carry their own
@@ -185,7 +227,6 @@ def run_sweep(
             log_to_file=True,
         ),
     )
-    return SweepOutcome(name, paths, tuner.fit(), False)
 
 
-__all__ = ["SweepOutcome", "build_searcher", "build_trial_scheduler", "prepare_sweep", "run_sweep"]
+__all__ = ["SweepOutcome", "build_searcher", "build_trial_scheduler", "can_resume", "prepare_sweep", "run_sweep"]
