@@ -74,7 +74,9 @@ def evaluate_checkpoint(
     model.eval()
     amp = autocast_dtype(cfg, device)
 
-    dataset = build_dataset(cfg, split, False, run.frames, run.frame_size, num_views_clips=num_clips, num_crops=num_crops)
+    dataset = build_dataset(
+        cfg, split, False, run.frames, run.frame_size, num_views_clips=num_clips, num_crops=num_crops, sampling=run.sampling
+    )
     loader = build_loader(dataset, batch_size, shuffle=False, num_workers=cfg.data.num_workers)
     num_classes = len(run.class_names)
     all_scores: list[torch.Tensor] = []

@@ -147,3 +147,53 @@ def test_mdt_reads_each_segment_as_k_adjacent_frames():
     key_still, _ = mdt.key_frames(still)
     torch.testing.assert_close(key_still[1], still[0, :, 8])  # key * (1 + 0)
     assert not torch.equal(mdt.key_frames(clip)[0][0], clip[0, :, 3])  # a moving segment is enhanced
+
+
+def _clock_videos(root, frames: int = 40) -> None:
+    """Two classes x two videos whose frame i is a flat grey of value 6 * i: a decoded frame tells its index."""
+    import numpy as np
+
+    from harp.data.synthetic import write_mp4
+
+    video = np.stack([np.full((32, 32, 3), 6 * i, np.uint8) for i in range(frames)])
+    for label in ("a", "b"):
+        for k in range(2):
+            (root / label).mkdir(parents=True, exist_ok=True)
+            write_mp4(root / label / f"v{k}.mp4", video, 25, crf=0)
+
+
+def _frame_indices(clip: torch.Tensor) -> list[int]:
+    return [round(float(v) / 6) for v in clip.float().mean(dim=(1, 2, 3))]
+
+
+def test_mdt_gets_adjacent_frames_per_segment_by_default(tmp_path, caplog):
+    """The family's default sampling is segment_frames with the model's own k: every training clip the
+    data pipeline builds for mdt is S segments x k neighbouring frames; test clips are the centred layout."""
+    from harp.config import load_config
+    from harp.data.loader import build_dataset
+    from harp.train.run import resolve_run
+
+    _clock_videos(tmp_path)
+    base = [f"data.root={tmp_path}", "data.format=folder", "data.num_workers=0", "model.family=mdt", "model.size=tiny", "augment.hflip=false"]
+    run = resolve_run(load_config(base))
+    assert run.sampling.method == "segment_frames" and run.sampling.segment_frames == 2 and run.sampling.num_frames == 8
+    cfg = load_config(base)
+    train = build_dataset(cfg, "train", True, run.frames, run.frame_size, sampling=run.sampling)
+    assert train.sampler.notation() == "segment_frames:2x1x4"
+    for item in range(len(train)):
+        idx = _frame_indices(train[item]["video"])
+        pairs = [idx[i : i + 2] for i in range(0, 8, 2)]
+        assert all(b - a == 1 for a, b in pairs), idx
+        assert [p[0] for p in pairs] == sorted(p[0] for p in pairs) and all(s * 10 <= p[0] <= s * 10 + 8 for s, p in enumerate(pairs)), idx
+    test = build_dataset(cfg, "test", False, run.frames, run.frame_size, sampling=run.sampling)
+    centred = [start + j for start in (4, 14, 24, 34) for j in range(2)]  # max(lo, (lo + hi - 2) // 2), segments of 10
+    assert _frame_indices(test[0]["video"]) == centred
+    # another layout is allowed, but said; a k that is not the model's is refused
+    with caplog.at_level("WARNING", logger="harp.train"):
+        assert resolve_run(load_config([*base, "sampling.method=equidistant"])).sampling.method == "equidistant"
+    assert "reads its clip as segments of 2 adjacent frames" in caplog.text
+    with pytest.raises(ConfigError, match=r"sampling.segment_frames=4 but the mdt model reads segments of model.options.segment_frames=2"):
+        resolve_run(load_config([*base, "sampling.segment_frames=4"]))
+    # the paper's size: 16 segments x 5 frames
+    big = resolve_run(load_config([*base, "model.size=base", "model.frames=80"]))
+    assert (big.sampling.segment_frames, big.sampling.num_frames) == (5, 80)

@@ -152,3 +152,14 @@ def test_harp_models_fetch_errors_without_network():
         commands.main(["fetch", "file:/tmp/x.safetensors"])
     with pytest.raises(HarpError, match="not available for c3d"):
         commands.main(["fetch", "kinetics400", "--family", "c3d"])
+
+
+def test_every_family_declares_the_sampling_its_paper_feeds_it():
+    from harp.config.schema import SamplingMethod
+
+    declared = {name: get_family(name).default_sampling for name in FAMILIES}
+    assert all(method in tuple(SamplingMethod) for method in declared.values()), declared
+    assert declared["mdt"] == "segment_frames"  # S segments x k adjacent frames (Xu, Cao and Yi)
+    assert {declared[f] for f in ("tsn", "tsm", "tea", "late_fusion", "lrcn")} == {"equidistant"}  # TSN segments; Anh's 5 frames
+    assert declared["c3d"] == "dense"  # Tran et al.: 16 consecutive frames
+    assert declared["timesformer"] == "uniform"

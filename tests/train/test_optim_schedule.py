@@ -98,6 +98,22 @@ def test_exponential_decays_gamma_per_epoch_and_none_is_flat() -> None:
     assert [g(s) for s in (0, 1, 2, 30)] == pytest.approx([0.5, 1.0, 1.0, 1.0])
 
 
+def test_linear_decays_to_zero_as_the_hugging_face_trainer_does() -> None:
+    """Kaur fine-tuned with the Trainer's default schedule: the lr falls linearly to 0 at the last step."""
+    from transformers import get_linear_schedule_with_warmup
+
+    epochs, steps = 8, 113  # 900 clips at batch 8
+    f = lr_factor(OptimConfig(schedule="linear"), steps_per_epoch=steps, epochs=epochs)
+    opt = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1.0)
+    hf = get_linear_schedule_with_warmup(opt, num_warmup_steps=0, num_training_steps=epochs * steps)
+    reference = [hf.lr_lambdas[0](s) for s in range(epochs * steps + 1)]
+    assert [f(s) for s in range(epochs * steps + 1)] == pytest.approx(reference)
+    assert f(0) == 1.0 and f(epochs * steps // 2) == pytest.approx(0.5) and f(epochs * steps) == 0.0
+    # after a warmup, from the full lr down to zero over the remaining steps (as the Trainer's warmup_steps)
+    w = lr_factor(OptimConfig(schedule="linear", warmup_epochs=1), steps_per_epoch=10, epochs=5)
+    assert w(9) == pytest.approx(1.0) and w(10) == pytest.approx(1.0) and w(30) == pytest.approx(0.5) and w(50) == 0.0
+
+
 def test_scheduler_steps_the_optimiser_lr_and_its_state_is_plain() -> None:
     net = nn.Linear(2, 2)
     opt = build_optimizer(net, OptimConfig(name="sgd", lr=0.2, schedule="step", milestones=[1], gamma=0.5))

@@ -49,6 +49,7 @@ class SamplingMethod(Choice):
     dense = "dense"
     multi_clip = "multi_clip"
     segment_stride = "segment_stride"
+    segment_frames = "segment_frames"
 
 
 class ShortVideo(Choice):
@@ -97,6 +98,7 @@ class LRSchedule(Choice):
     cosine = "cosine"
     step = "step"
     exponential = "exponential"
+    linear = "linear"  # to zero at the last step (Hugging Face Trainer's default)
 
 
 class Precision(Choice):
@@ -188,6 +190,14 @@ class DataConfig:
     max_bad_fraction: float = 0.05  # past this fraction of undecodable files an epoch fails loudly
     max_retries: int = 10  # replacement samples tried after a file fails to decode
     probe_workers: int = 0  # parallel probes while indexing; 0 -> number of CPUs
+    # A class subset (Kaur's HMDB_simp: 25 HMDB51 classes, 50 videos each): the classes to keep
+    # (empty -> all), or a file with one class name a line; label indices follow the data set's order.
+    classes: list[str] = field(default_factory=list)
+    classes_file: str = ""
+    # > 0: keep this many videos per class (whole source-video groups first, a stable hash order) and
+    # carve train/val/test inside each class with exact counts -- test = round(per_class x
+    # test_fraction), val = round(rest x val_fraction) -- in place of the official split.
+    per_class: int = 0
     synth: SynthConfig = field(default_factory=SynthConfig)
 
 
@@ -195,10 +205,11 @@ class DataConfig:
 class SamplingConfig:
     """Which frames of a video make a clip (``harp.data.sampling``)."""
 
-    method: SamplingMethod = SamplingMethod.uniform
+    method: SamplingMethod | None = None  # None -> the model family's default (uniform for most; segment_frames for mdt)
     num_frames: int | None = None  # None -> the model family's default frames
     interval: int = 2  # uniform: frame stride; segment_stride: take every k-th frame
     num_clips: int = 1  # multi_clip: clips per training sample
+    segment_frames: int | None = None  # segment_frames: adjacent frames per segment; None -> model.options.segment_frames, else 1
 
 
 @dataclass
@@ -223,6 +234,10 @@ class ModelConfig:
     dropout: float | None = None
     # none | imagenet | kinetics400 | kinetics600 | ssv2 | file:PATH | hf:REPO_OR_DIR
     pretrained: str = "none"
+    # How input pixels are normalised: "" -> as the pretraining source expects (its declared
+    # normalisation, else the family's); or a name of harp.models.spec.INPUT_NORMS (imagenet, kinetics,
+    # c3d_sports1m, ...), or the path of a JSON file {mean, std, pixel_range, channels}.
+    input_norm: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # family-specific knobs
 
 
@@ -259,6 +274,11 @@ class TrainConfig:
     seed: int = 0
     max_steps_per_epoch: int | None = None
     output_dir: str = "runs/train"
+    # torch's intra-op threads: None -> this process's count, which the run then records in its
+    # checkpoints' config, so an exported config retrains with the threads the trial had
+    # (reductions in another order give other numbers; harp.train.reproduce)
+    threads: int | None = None
+    deterministic: bool = False  # torch.use_deterministic_algorithms (exact on GPU too, slower)
 
 
 @dataclass
@@ -278,6 +298,16 @@ class WandbConfig:
     mode: WandbMode = WandbMode.auto
     project: str = "harp"
     entity: str | None = None
+
+
+@dataclass
+class StudyTableConfig:
+    """How a study's per-cell table is laid out (``harp.export``): which ``sweep.group_by`` keys
+    name its rows and which its columns, as the paper's table has them. Empty rows -> the first
+    group_by key; empty columns -> the other group_by keys (or one column when there are none)."""
+
+    rows: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -302,6 +332,12 @@ class SweepConfig:
     ray_address: str = "local"
     max_failures: int = 2
     seed: int = 0
+    # A study's cells: the best trial of each distinct combination of these config keys (``data``
+    # = the data set) is selected on its own validation split and tested once; export writes
+    # best/table.csv and best/table.md. Empty -> one best trial for the whole sweep.
+    group_by: list[str] = field(default_factory=list)
+    refit: bool = False  # retrain each cell's best config on train+val for its chosen epochs before the test
+    table: StudyTableConfig = field(default_factory=StudyTableConfig)
 
 
 @dataclass

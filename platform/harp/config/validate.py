@@ -38,6 +38,7 @@ def validate(cfg: HarpConfig) -> None:
     _positive("train.batch_size", cfg.train.batch_size)
     _positive("train.grad_accum_steps", cfg.train.grad_accum_steps)
     _positive("train.num_workers", cfg.train.num_workers)
+    _positive("train.threads", cfg.train.threads)
     _positive("eval.num_clips", cfg.eval.num_clips)
     _positive("eval.num_crops", cfg.eval.num_crops)
     if cfg.eval.num_crops not in (1, 3):

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from harp.config.schema import HarpConfig
+from harp.config.schema import HarpConfig, SamplingConfig
 from harp.data.dataset import DecodeSettings, VideoClipDataset
 from harp.data.manifest import class_names, ensure_manifest, load_manifest
 from harp.data.sampling import FrameSampler
@@ -53,15 +53,18 @@ def build_dataset(
     *,
     num_views_clips: int = 1,
     num_crops: int = 1,
+    sampling: SamplingConfig | None = None,
 ) -> VideoClipDataset:
     """The clips of ``split`` (train / val / test) of the data set ``cfg.data`` describes, assembled
     from the config's sections: the manifest's rows (``data``), the frame sampler (``sampling``,
     ``data.short_video``), the transform (``augment``, ``data.flip``) and the decoder (``data``).
 
     ``frames`` and ``frame_size`` come from the model family (``harp.models.resolve``);
-    ``cfg.sampling.num_frames`` overrides ``frames``. At test time an item is ``num_views_clips``
-    clips x ``num_crops`` crops. The manifest is built (and the synthetic data synthesised) on
-    first use.
+    ``cfg.sampling.num_frames`` overrides ``frames``. ``sampling`` is the run's sampling with the
+    family's defaults filled in (``harp.train.run.resolve_run``'s ``RunData.sampling``: MDT-Net's
+    adjacent frames per segment, ...); without it, ``cfg.sampling`` with ``uniform`` when unset.
+    At test time an item is ``num_views_clips`` clips x ``num_crops`` crops. The manifest is built
+    (and the synthetic data synthesised) on first use.
     """
     path = ensure_manifest(cfg.data)
     df = load_manifest(path)
@@ -74,14 +77,16 @@ def build_dataset(
     if not root.is_dir() and df.attrs.get("root"):
         root = Path(df.attrs["root"])
     flip, swap = flip_settings(cfg, names)
+    how = sampling or cfg.sampling
     sampler = FrameSampler.build(
-        cfg.sampling.method,
-        num_frames=cfg.sampling.num_frames or frames,
-        interval=cfg.sampling.interval,
-        num_clips=cfg.sampling.num_clips,
+        how.method or "uniform",
+        num_frames=how.num_frames or frames,
+        interval=how.interval,
+        num_clips=how.num_clips,
         train=train,
         short_video=cfg.data.short_video,
         test_clips=num_views_clips,
+        segment_frames=how.segment_frames or 1,
     )
     transform = ClipTransform(
         frame_size=frame_size,

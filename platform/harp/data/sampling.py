@@ -12,10 +12,13 @@ dataset asks it for the frames of an item and how many frames a video needs, wit
 strategies.
 
 Videos shorter than a strategy needs (``frames_needed``) are handled by ``params.short``:
-``loop`` wraps around to the start, ``repeat_last`` holds the last frame. The config's third mode,
-``augment``, lengthens the decoded frames *before* sampling (``harp.data.short_video``;
+``loop`` takes the frames a looped playback would give (index ``i`` of the long-enough timeline is
+frame ``i mod n``) and keeps them in temporal order, so motion never jumps back to the start inside
+a clip (uniform 8x32 on a 180-frame video: ``[0, 12, 32, 44, 64, 96, 128, 160]``, not ``[0, 32, ..,
+160, 12, 44]``); ``repeat_last`` holds the last frame. The config's third mode, ``augment``,
+lengthens the decoded frames *before* sampling (``harp.data.short_video``;
 ``FrameSampler.lengthen_short``), so the functions then see a long-enough video; they ``loop`` if
-it is still short.
+it is still short. ``segment_frames`` never wraps: a short segment holds its last frame.
 
 Strategies (``FRAME_SAMPLERS``; the config's ``sampling.method`` names one):
 
@@ -31,6 +34,11 @@ Strategies (``FRAME_SAMPLERS``; the config's ``sampling.method`` names one):
 - ``segment_stride``: the video is cut into segments a clip long; a random segment (the middle
   one in test), a random start inside it, then every k-th frame, T times (Chen, Tang and Cai
   2022: every 3rd frame).
+- ``segment_frames``: S = T / k equal segments over the whole video (TSN), ``k`` *adjacent*
+  frames in each, segment-major ``[a_0, a_0+1, .., a_0+k-1, a_1, ..]``: MDT-Net's "5 frames per
+  segment" (Xu, Cao and Yi), whose fine temporal differences are those of neighbouring frames. The
+  start ``a_s`` of segment ``s`` (frames ``[floor(s n / S), floor((s+1) n / S))``) is random in
+  training, centred in test; MMAction2 writes this ``clip_len=k, frame_interval=1, num_clips=S``.
 """
 from __future__ import annotations
 
@@ -51,9 +59,10 @@ class SamplingParams:
     num_clips: int = 1  # multi_clip: clips per video
     train: bool = True
     short: str = "loop"  # loop | repeat_last (augment lengthens the video before sampling)
+    segment_frames: int = 1  # segment_frames: k adjacent frames per segment (T = segments x k)
 
     def __post_init__(self) -> None:
-        if self.num_frames < 1 or self.interval < 1 or self.num_clips < 1:
+        if self.num_frames < 1 or self.interval < 1 or self.num_clips < 1 or self.segment_frames < 1:
             raise ValueError(f"sampling params must be positive: {self}")
         if self.short not in SHORT_INDEX_MODES:
             raise ValueError(f"short={self.short!r}; choose one of {SHORT_INDEX_MODES}")
@@ -70,13 +79,17 @@ def frames_needed(method: str, params: SamplingParams) -> int:
 
 
 def fit_to_length(indices: np.ndarray, n: int, short: str) -> np.ndarray:
-    """Map indices of a virtual, long-enough timeline onto a video of ``n`` frames."""
+    """Map increasing indices of a virtual, long-enough timeline onto a video of ``n`` frames, each
+    clip (last axis) still in temporal order: ``loop`` takes the looped playback's frames sorted,
+    ``repeat_last`` holds the last frame."""
     indices = np.asarray(indices, dtype=np.int64)
     if n <= 0:
         raise ValueError("a video needs at least one frame")
     if short == "repeat_last":
         return np.minimum(indices, n - 1)
-    return indices % n  # loop
+    if indices.size and indices.max() < n:
+        return indices
+    return np.sort(indices % n, axis=-1)  # loop, never running backwards inside a clip
 
 
 def _start(n: int, span: int, rng: np.random.Generator, train: bool) -> int:
@@ -165,6 +178,51 @@ def segment_stride(n: int, rng: np.random.Generator, p: SamplingParams) -> np.nd
     return start + steps
 
 
+def _segment_bounds(n: int, segments: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)``: segment ``s`` covers frames ``[floor(s n / S), floor((s + 1) n / S))``."""
+    s = np.arange(segments, dtype=np.int64)
+    return s * n // segments, (s + 1) * n // segments
+
+
+def _segment_count(p: SamplingParams) -> int:
+    if p.num_frames % p.segment_frames:
+        raise ValueError(
+            f"segment_frames sampling needs num_frames={p.num_frames} to be a multiple of segment_frames={p.segment_frames}"
+        )
+    return p.num_frames // p.segment_frames
+
+
+def _adjacent(starts: np.ndarray, k: int, n: int) -> np.ndarray:
+    """``[..., a_s, a_s+1, .., a_s+k-1, ...]`` per row of starts, clamped at the last frame (never wrapping)."""
+    idx = starts[..., :, None] + np.arange(k, dtype=np.int64)
+    return np.minimum(idx, n - 1).reshape(*starts.shape[:-1], -1)
+
+
+def segment_frames(n: int, rng: np.random.Generator, p: SamplingParams) -> np.ndarray:
+    """S segments x k adjacent frames, segment-major (MDT-Net); start random in ``[lo, max(lo, hi - k)]``
+    (train) or ``max(lo, (lo + hi - k) // 2)`` (test)."""
+    if n <= 0:
+        raise ValueError("a video needs at least one frame")
+    k = p.segment_frames
+    lo, hi = _segment_bounds(n, _segment_count(p))
+    last = np.maximum(lo, hi - k)
+    starts = rng.integers(lo, last + 1) if p.train else np.maximum(lo, (lo + hi - k) // 2)
+    return _adjacent(np.asarray(starts, dtype=np.int64), k, n)
+
+
+def _segment_frame_views(n: int, views: int, p: SamplingParams) -> np.ndarray:
+    """(views, S*k): each view's starts at evenly spaced offsets inside the segments' room; one view
+    is the test sample (the centred start)."""
+    if n <= 0:
+        raise ValueError("a video needs at least one frame")
+    k = p.segment_frames
+    lo, hi = _segment_bounds(n, _segment_count(p))
+    room = np.maximum(hi - k - lo, 0)
+    v = np.arange(views, dtype=np.int64)[:, None]
+    starts = lo[None, :] + ((2 * v + 1) * room[None, :]) // (2 * views)
+    return _adjacent(starts, k, n)
+
+
 FRAME_SAMPLERS: dict[str, SampleFunction] = {
     "uniform": uniform,
     "equidistant": equidistant,
@@ -172,6 +230,7 @@ FRAME_SAMPLERS: dict[str, SampleFunction] = {
     "dense": dense,
     "multi_clip": multi_clip,
     "segment_stride": segment_stride,
+    "segment_frames": segment_frames,
 }
 
 
@@ -184,13 +243,15 @@ def sample_views(method: str, n: int, num_clips: int, rng: np.random.Generator, 
     """Test-time multi-view sampling: (num_clips, T) indices, deterministic, covering the video.
 
     Strided strategies (uniform, dense, segment_stride) and multi_clip place ``num_clips`` windows
-    evenly over the video (the ``8x32xN`` protocol); segment strategies (equidistant, random) take
-    ``num_clips`` evenly spaced offsets inside every segment.
+    evenly over the video (the ``8x32xN`` protocol); segment strategies (equidistant, random,
+    segment_frames) take ``num_clips`` evenly spaced offsets inside every segment.
     """
     if num_clips < 1:
         raise ValueError("num_clips must be >= 1")
     p = params
     t = p.num_frames
+    if method == "segment_frames":
+        return _segment_frame_views(n, num_clips, p)
     if method in ("equidistant", "random"):
         if n < t:
             return np.stack([fit_to_length(np.arange(t), n, p.short)] * num_clips)
@@ -229,6 +290,8 @@ class FrameSampler:
             raise ValueError(f"no frame sampler {self.method!r}; choose one of {', '.join(FRAME_SAMPLERS)}")
         if self.test_clips < 1:
             raise ValueError("test_clips must be >= 1")
+        if self.method == "segment_frames":
+            _segment_count(self.params)  # T must split into segments of k frames
 
     @classmethod
     def build(
@@ -241,11 +304,12 @@ class FrameSampler:
         train: bool = True,
         short_video: str = "loop",
         test_clips: int = 1,
+        segment_frames: int = 1,
     ) -> FrameSampler:
         """From the config's words (``sampling.*``, ``data.short_video``): ``augment`` lengthens
         short videos first and loops past what it could not lengthen."""
         augment = short_video == "augment"
-        params = SamplingParams(num_frames, interval, num_clips, train, "loop" if augment else short_video)
+        params = SamplingParams(num_frames, interval, num_clips, train, "loop" if augment else short_video, segment_frames)
         return cls(method, params, test_clips=test_clips if not train else 1, lengthen_short=augment)
 
     @property
@@ -279,7 +343,9 @@ class FrameSampler:
         return idx[clip][None] if idx.ndim == 2 else idx[None]
 
     def notation(self) -> str:
-        """MMAction2-style clip_len x interval x clips (e.g. ``uniform:8x32x1``), for logs."""
+        """MMAction2-style clip_len x interval x clips (e.g. ``uniform:8x32x1``, ``segment_frames:5x1x16``), for logs."""
+        if self.method == "segment_frames":
+            return f"{self.method}:{self.params.segment_frames}x1x{_segment_count(self.params)}"
         interval = self.params.interval if self.method in ("uniform", "segment_stride") else 1
         clips = self.params.num_clips if self.method == "multi_clip" else 1
         return f"{self.method}:{self.params.num_frames}x{interval}x{clips}"

@@ -14,11 +14,15 @@ a class with two or more groups never sends all of them to the target (the group
 highest number stays), and never none of them when ``fraction > 0`` (the group with the lowest
 number goes). The ``random`` strategy hashes single clips instead: it exists for comparison and
 warns that it leaks (near-duplicate clips in train and validation inflate validation accuracy).
+
+A class subset with exact counts (``data.per_class``, Kaur's 25 x 50 HMDB51 videos split 36 / 9 / 5
+per class) is ``select_exact``: the same draws order the groups, and exact counts come first.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import warnings
 
 import pandas as pd
@@ -90,3 +94,66 @@ def leaking_groups(df: pd.DataFrame, a: str = "train", b: str = "val") -> set[tu
         return set(zip(part["label"], part["group"]))
 
     return pairs(a) & pairs(b)
+
+
+def exact_counts(per_class: int, test_fraction: float, val_fraction: float) -> dict[str, int]:
+    """Videos per split of each class for ``data.per_class``: test = round(n x test_fraction), val =
+    round((n - test) x val_fraction), train the rest (Kaur: 50 -> 5 / 9 / 36, i.e. 125 / 225 / 900 on
+    25 classes). Rounds halves up, never to even."""
+    if per_class < 1:
+        raise HarpError(f"data.per_class={per_class} must be >= 1 (0 keeps every video and the official split)")
+    for name, fraction in (("data.test_fraction", test_fraction), ("data.val_fraction", val_fraction)):
+        if not 0.0 <= fraction < 1.0:
+            raise HarpError(f"{name}={fraction} must be in [0, 1)")
+    test = math.floor(per_class * test_fraction + 0.5)
+    val = math.floor((per_class - test) * val_fraction + 0.5)
+    if per_class - test - val < 1:
+        raise HarpError(f"data.per_class={per_class} leaves no training video after {test} test and {val} val; lower the fractions")
+    return {"train": per_class - test - val, "val": val, "test": test}
+
+
+def select_exact(df: pd.DataFrame, *, per_class: int, counts: dict[str, int], seed: int = 0) -> pd.DataFrame:
+    """Keep ``per_class`` usable videos of every class and split them with exactly ``counts``
+    (train / val / test) each; returns the kept rows (unusable ones stay, marked by their error).
+
+    Which videos, and where they go, is a stable function of each group's draw (``unit_draw``, as
+    ``carve``): groups in draw order, whole groups first, so a class of HMDB51 keeps source videos
+    together. A split takes a group only when the whole group fits; when none fits, the group is
+    cut across the splits that still have room (counted and logged: exact counts and whole groups
+    cannot always both hold). The official split is set aside, as Kaur's 900 / 225 / 125 subset is
+    carved from the 25 classes' videos without it.
+    """
+    if sum(counts.values()) != per_class:
+        raise HarpError(f"split counts {counts} do not add up to data.per_class={per_class}")
+    out = df.copy()
+    usable = out["error"] == "" if "error" in out else pd.Series(True, index=out.index)
+    keep: list[int] = []
+    straddling = 0
+    for label in sorted(out.loc[usable, "label"].unique(), key=str):
+        rows = out[usable & (out["label"] == label)]
+        if len(rows) < per_class:
+            raise HarpError(
+                f"class {label!r} has {len(rows)} readable videos; data.per_class={per_class} needs {per_class} "
+                f"(lower data.per_class or drop the class from data.classes)"
+            )
+        draw = {g: unit_draw(seed, str(label), str(g)) for g in rows["group"].unique()}
+        order = rows.assign(_g=rows["group"].map(draw), _v=[unit_draw(seed, str(label), str(p)) for p in rows["path"]])
+        chosen = order.sort_values(["_g", "_v"]).head(per_class)  # whole groups first; the last one may be cut
+        room = dict(counts)
+        for _, members in chosen.groupby("_g", sort=True):
+            index = list(members.sort_values("_v").index)
+            fits = next((s for s in ("test", "val", "train") if room[s] >= len(index)), None)
+            if fits is not None:
+                out.loc[index, "split"] = fits
+                room[fits] -= len(index)
+                continue
+            straddling += 1
+            for split in ("test", "val", "train"):
+                take, index = index[: room[split]], index[room[split]:]
+                out.loc[take, "split"] = split
+                room[split] -= len(take)
+        keep.extend(chosen.index)
+    if straddling:
+        log.warning("%d source-video groups had to be cut across splits to keep the exact per-class counts %s", straddling, counts)
+    kept = out.loc[sorted(keep) + list(out.index[~usable & out["label"].isin(out.loc[usable, "label"])])]
+    return kept.sort_index()

@@ -125,7 +125,11 @@ C3D = FamilySpec(
     mean=KINETICS_MEAN,
     std=KINETICS_STD,
     default_dropout=0.5,
-    # Public C3D weights are Sports-1M (not a named source here): load them with file:PATH.
+    default_sampling="dense",  # Tran et al.: clips of 16 consecutive frames
+    # Public C3D weights are Sports-1M (not a named source here): load them with file:PATH and say
+    # how they want their input (model.input_norm=c3d_sports1m for the Caffe conversions, or a
+    # <file>.norm.json next to the file: harp.models.input_norm).
     pretrained_sources=(),
     head_prefixes=("fc8.",),
+    explain_layers=("conv5b", "conv4b", "conv3b"),
 )

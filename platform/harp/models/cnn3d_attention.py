@@ -102,4 +102,5 @@ CNN3D_ATTENTION = FamilySpec(
     default_dropout=0.25,
     pretrained_sources=(),  # trained from scratch in the paper
     head_prefixes=("fc.",),
+    explain_layers=("conv",),
 )

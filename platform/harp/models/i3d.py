@@ -371,6 +371,7 @@ I3D = FamilySpec(
     hub_checkpoints={"imagenet": TORCHVISION_IMAGENET[50], "kinetics400": MMACTION2_K400["i3d"]},
     head_prefixes=("fc.",),
     convert_state_dict=convert_state_dict,
+    explain_layers=("layer4", "layer3", "layer2"),
 )
 
 # Same inputs, sizes and weights sources as I3D; the network and its Kinetics checkpoint differ.

@@ -10,9 +10,10 @@ Input: ``T = segments * segment_frames`` frames, segment-major: clip frames ``s*
 segment ``s``'s ``k = segment_frames`` *adjacent* video frames (the paper's 5 frames per segment,
 whose fine differences are those of neighbouring frames; key frame = the 4th, ``key_frame`` option,
 default ``min(3, segment_frames - 1)``), the segments spread over the video as TSN's. The sampler
-must deliver that layout (indices ``[a_0, a_0+1, .., a_0+k-1, a_1, ..]``, ``a_s`` inside the s-th of
-``segments`` equal parts of the video); k frames spread over a segment would turn the fine
-differences into coarse ones. The network runs on the ``segments`` key frames.
+must deliver that layout (indices ``[a_0, a_0+1, .., a_0+k-1, a_1, ..]``, ``a_s`` inside the s-th
+of ``segments`` equal parts of the video): ``sampling.method=segment_frames``, the family's default
+sampling (``harp.data.sampling``); k frames spread over a segment would turn the fine differences
+into coarse ones. The network runs on the ``segments`` key frames.
 
 1. Motion salience (step 2 of the paper), parameter-free: the magnitude of the temporal Fourier
    transform of each segment's frames, summed over the non-zero frequencies and averaged over colour
@@ -259,6 +260,8 @@ MDT = imagenet_resnet_spec(
     description="MDT-Net: Fourier motion salience, coarse/fine temporal differences, deformable motion + channel excitation on a ResNet-50 TSN",
     paper="xu-mdt",
     build=build,
+    # S segments x k adjacent frames, segment-major: the layout key_frames() reads (harp.data.sampling).
+    default_sampling="segment_frames",
     sizes={
         # 4 segments of 2 frames at 32x32.
         "tiny": SizePreset(frames=8, frame_size=32, options={**TINY_BACKBONE, "segment_frames": 2}),

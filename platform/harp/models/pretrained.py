@@ -14,11 +14,16 @@ how to fetch it (``harp models fetch SOURCE --family F`` on a connected machine,
 cache to ``$HF_HOME`` / ``$TORCH_HOME``, or point ``hf:``/``file:`` at a local copy).
 
 Matching (``load_pretrained``): ``spec.convert_state_dict`` first (e.g. 2D -> 3D inflation,
-position-embedding resizing), then every checkpoint tensor is matched by name and shape. The
-classification head (``spec.head_prefixes``) is replaced when the class count differs (it keeps
+position-embedding resizing); weights whose first layer reads BGR (``input_channels="bgr"``, from
+the source's input normalisation, ``harp.models.input_norm``) get that layer's colour axis
+reversed, so the model takes RGB like every other; then every checkpoint tensor is matched by
+name and shape. The classification head (``spec.head_prefixes``) is replaced when the class count differs (it keeps
 its fresh initialisation); other missing, unexpected or mis-shaped tensors are reported in one
 readable summary; a load that matched less than ``min_fraction`` of the model's non-head weights is
 refused before anything is copied.
+
+Why it is long: finding, reading, converting and matching a source are one sequence that every
+family goes through, each step used only by the next; split, none of the parts would stand alone.
 """
 from __future__ import annotations
 
@@ -88,11 +93,13 @@ def _not_available(spec: FamilySpec, source: str) -> PretrainedError:
     )
 
 
-def hub_target(spec: FamilySpec, source: str) -> str:
-    """The hub repo id or URL behind a named source of a family."""
+def hub_target(spec: FamilySpec, source: str, model: nn.Module | None = None) -> str:
+    """The hub repo id or URL behind a named source of a family (for ``model``: the checkpoint that
+    fits its options, e.g. the ImageNet ResNet-152 for a depth-152 backbone, when the family says)."""
     if source not in spec.pretrained_sources:
         raise _not_available(spec, source)
-    target = spec.hub_checkpoints.get(source)
+    chosen = spec.checkpoint_for(source, model) if (model is not None and spec.checkpoint_for is not None) else None
+    target = chosen or spec.hub_checkpoints.get(source)
     if not target:
         raise PretrainedError(
             f"{spec.name} declares source {source!r} but no checkpoint location for it; use file:PATH or hf:REPO_OR_DIR"
@@ -253,7 +260,7 @@ def read_source(source: str, spec: FamilySpec, model: nn.Module | None = None) -
                 f"{target}`), then copy the cache to $HF_HOME here, or use hf:/path/to/a/local/copy"
             )
         return read_weights_dir(snapshot, model)
-    target = hub_target(spec, source)
+    target = hub_target(spec, source, model)
     if is_url(target):
         cached = url_cache_path(target)
         if not cached.is_file():
@@ -353,14 +360,38 @@ def match_state_dict(
     return to_load, report
 
 
+def first_input_layer(model: nn.Module) -> str:
+    """The name of the first weight that reads the 3 colour channels (conv1, a patch embedding)."""
+    for key, tensor in model.state_dict().items():
+        if key.endswith("weight") and tensor.ndim >= 4 and tensor.shape[1] == 3:
+            return key
+    raise PretrainedError(f"{type(model).__name__} has no layer reading 3 colour channels to convert from BGR")
+
+
+def bgr_to_rgb(state: dict[str, torch.Tensor], model: nn.Module, source: str) -> dict[str, torch.Tensor]:
+    """Weights trained on BGR input, made to read RGB: the first layer's input channels reversed
+    (``w'[:, c] = w[:, 2 - c]``, so ``conv(rgb, w') == conv(bgr, w)``)."""
+    key = first_input_layer(model)
+    if key not in state:
+        raise PretrainedError(f"{source} is declared BGR but holds no {key} (the model's first layer) to convert")
+    return {**state, key: state[key].flip(1)}
+
+
 def load_pretrained(
-    model: nn.Module, spec: FamilySpec, source: str, *, min_fraction: float = 0.5, state: Mapping[str, torch.Tensor] | None = None
+    model: nn.Module,
+    spec: FamilySpec,
+    source: str,
+    *,
+    min_fraction: float = 0.5,
+    state: Mapping[str, torch.Tensor] | None = None,
+    input_channels: str = "rgb",
 ) -> LoadReport | None:
     """Load a pretraining source into a built model; returns the report (None for ``none``).
 
-    ``state`` skips reading (a state dict already in memory, e.g. for tests). Raises PretrainedError
-    (one line) when the source is unavailable or matched less than ``min_fraction`` of the model's
-    non-head weights; the model is untouched in that case.
+    ``state`` skips reading (a state dict already in memory, e.g. for tests). ``input_channels``:
+    the colour order the weights were trained on (``bgr`` reverses the first layer's input channels).
+    Raises PretrainedError (one line) when the source is unavailable or matched less than
+    ``min_fraction`` of the model's non-head weights; the model is untouched in that case.
     """
     if source == "none":
         return None
@@ -372,6 +403,9 @@ def load_pretrained(
     state = _strip_prefixes(dict(state))
     if spec.convert_state_dict is not None:
         state = spec.convert_state_dict(state, source, model)
+    if input_channels == "bgr":
+        state = bgr_to_rgb(state, model, source)
+        logger.info("%s: weights trained on BGR input; %s now reads RGB", source, first_input_layer(model))
     to_load, report = match_state_dict(model, state, tuple(spec.head_prefixes), source, spec.name)
     report.unexpected.extend(k for k in unused if k not in report.unexpected)
     if report.matched_fraction < min_fraction:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from functools import cached_property
 
 from torch import nn
 
 from harp.config.schema import ModelConfig
 from harp.errors import ConfigError
-from harp.models.spec import BuildArgs, FamilySpec
+from harp.models.spec import BuildArgs, FamilySpec, InputNorm
 
 FAMILIES: dict[str, str] = {
     # Transformers on Hugging Face classes (000, 001)
@@ -57,11 +58,15 @@ def get_family(name: str) -> FamilySpec:
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """A ModelConfig with every None replaced by the family's default for its size."""
+    """A ModelConfig with every None replaced by the family's default for its size.
+
+    ``norm`` (and ``mean``/``std``) is what the pretraining source's weights want as input, read on
+    first use (a ``file:`` source may declare it next to itself: ``harp.models.input_norm``)."""
 
     spec: FamilySpec
     args: BuildArgs
     pretrained: str
+    input_norm: str = ""  # model.input_norm: "" -> from the source
 
     @property
     def frames(self) -> int:
@@ -71,13 +76,23 @@ class ResolvedModel:
     def frame_size(self) -> int:
         return self.args.frame_size
 
+    @cached_property
+    def norm(self) -> InputNorm:
+        from harp.models.input_norm import resolve_input_norm
+
+        return resolve_input_norm(self.spec, self.pretrained, self.input_norm)
+
     @property
     def mean(self) -> tuple[float, float, float]:
-        return self.spec.mean
+        return self.norm.mean
 
     @property
     def std(self) -> tuple[float, float, float]:
-        return self.spec.std
+        return self.norm.std
+
+    @property
+    def default_sampling(self) -> str:
+        return self.spec.default_sampling
 
 
 def resolve(cfg: ModelConfig, num_classes: int | None = None) -> ResolvedModel:
@@ -102,7 +117,7 @@ def resolve(cfg: ModelConfig, num_classes: int | None = None) -> ResolvedModel:
         dropout=spec.default_dropout if cfg.dropout is None else cfg.dropout,
         options=options,
     )
-    return ResolvedModel(spec=spec, args=args, pretrained=cfg.pretrained)
+    return ResolvedModel(spec=spec, args=args, pretrained=cfg.pretrained, input_norm=cfg.input_norm)
 
 
 def build_model(cfg: ModelConfig, num_classes: int | None = None) -> nn.Module:
@@ -112,5 +127,5 @@ def build_model(cfg: ModelConfig, num_classes: int | None = None) -> nn.Module:
     if resolved.pretrained != "none":
         from harp.models.pretrained import load_pretrained
 
-        load_pretrained(model, resolved.spec, resolved.pretrained)
+        load_pretrained(model, resolved.spec, resolved.pretrained, input_channels=resolved.norm.channels)
     return model

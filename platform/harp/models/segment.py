@@ -27,6 +27,7 @@ __all__ = [
     "SegmentConsensusNet",
     "backbone_options",
     "imagenet_checkpoints",
+    "imagenet_of_depth",
     "imagenet_resnet_spec",
     "TINY_BACKBONE",
     "convert_tsm_repo_keys",
@@ -154,15 +155,26 @@ def imagenet_checkpoints(depth: int = 50) -> dict[str, str]:
 TINY_BACKBONE = {"depth": 18, "width": 0.25, "layers": (1, 1, 1, 1)}
 
 
+def imagenet_of_depth(source: str, model: nn.Module) -> str | None:
+    """``FamilySpec.checkpoint_for``: the ``imagenet`` source of a built backbone is torchvision's
+    ImageNet ResNet of its depth (ResNet-152 for Anh et al.'s Late Fusion and LRCN), not always the 50."""
+    depth = getattr(model, "depth", None)
+    return TORCHVISION_IMAGENET.get(depth) if source == "imagenet" and isinstance(depth, int) else None
+
+
 def imagenet_resnet_spec(**fields: Any) -> FamilySpec:
-    """A FamilySpec for a family on the torchvision-named ResNet-50 (ImageNet mean/std and weights)."""
+    """A FamilySpec for a family on the torchvision-named ResNet-50 (ImageNet mean/std and weights;
+    TSN's segment sampling unless the family says otherwise)."""
     defaults: dict[str, Any] = {
         "mean": IMAGENET_MEAN,
         "std": IMAGENET_STD,
         "default_dropout": 0.5,
         "pretrained_sources": ("imagenet",),
         "hub_checkpoints": imagenet_checkpoints(50),
+        "checkpoint_for": imagenet_of_depth,
+        "default_sampling": "equidistant",
         "head_prefixes": ("fc.",),
+        "explain_layers": ("layer4", "layer3", "layer2"),
     }
     return FamilySpec(**{**defaults, **fields})
 

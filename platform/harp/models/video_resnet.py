@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from harp.errors import ConfigError
-from harp.models.spec import BuildArgs, FamilySpec, SizePreset
+from harp.models.spec import TORCHVISION_VIDEO_MEAN, TORCHVISION_VIDEO_STD, BuildArgs, FamilySpec, SizePreset
 
 __all__ = [
     "R3D",
@@ -43,9 +43,6 @@ __all__ = [
     "TORCHVISION_VIDEO_STD",
 ]
 
-# The normalisation torchvision's Kinetics-400 video weights were trained with.
-TORCHVISION_VIDEO_MEAN = (0.43216, 0.394666, 0.37645)
-TORCHVISION_VIDEO_STD = (0.22803, 0.22145, 0.216989)
 
 
 def r2plus1d_mid_channels(in_planes: int, out_planes: int, t: int = 3, d: int = 3) -> int:
@@ -235,6 +232,7 @@ R3D = FamilySpec(
     pretrained_sources=("kinetics400",),
     hub_checkpoints={"kinetics400": "https://download.pytorch.org/models/r3d_18-b3b3357e.pth"},
     head_prefixes=("fc.",),
+    explain_layers=("layer4", "layer3", "layer2"),
 )
 
 # Same inputs and sizes as R3D; only the network (and its Kinetics-400 file) differs.

@@ -1,5 +1,8 @@
 """Learning-rate schedules, stepped once per optimiser step, with linear warmup.
 
+Schedules: ``cosine`` (to zero), ``linear`` (to zero, as Hugging Face's Trainer), ``step``
+(x gamma at each milestone), ``exponential`` (x gamma per epoch), ``none``.
+
 Milestones and decay are written in epochs (as the papers state them: the MDT-Net paper of Xu,
 Cao and Yi decays at epochs 30/40/50) and converted to optimiser steps here, so gradient
 accumulation or a different batch size does not change what "epoch 30" means.
@@ -38,6 +41,11 @@ def lr_factor(cfg: OptimConfig, steps_per_epoch: int, epochs: int) -> Callable[[
             return 0.5 * (1.0 + math.cos(math.pi * progress))
         if cfg.schedule == "step":
             return cfg.gamma ** bisect.bisect_right(milestones, step)
+        if cfg.schedule == "linear":
+            # Hugging Face Trainer's default (get_linear_schedule_with_warmup): from the base lr after
+            # warmup down to zero at the last step (Kaur fine-tuned TimeSformer with it).
+            span = max(1, total - warmup)
+            return max(0.0, (total - step) / span)
         if cfg.schedule == "exponential":
             # decays by gamma per epoch, smoothly per step
             return cfg.gamma ** ((step - warmup) / steps_per_epoch)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -15,23 +16,30 @@ from typing import Any
 import torch
 from torch import nn
 
-from harp.config.schema import HarpConfig, ModelConfig
+from harp.config.schema import HarpConfig, ModelConfig, SamplingConfig, SamplingMethod
 from harp.data.manifest import class_names, ensure_manifest, load_manifest
 from harp.data.transforms import to_model_input
 from harp.errors import ConfigError, HarpError
 from harp.models import resolve
 from harp.models.registry import ResolvedModel
 
+log = logging.getLogger("harp.train")
+
 
 @dataclasses.dataclass
 class RunData:
-    """What a run needs from the data pipeline, resolved once."""
+    """What a run needs from the data pipeline, resolved once.
+
+    ``model.mean``/``model.std`` are what the pretraining source's weights want as input
+    (``harp.models.input_norm``); ``sampling`` is ``cfg.sampling`` with the family's defaults filled
+    in (``sampling_config``): pass it to ``harp.data.loader.build_dataset``."""
 
     class_names: list[str]
     model: ResolvedModel
     frames: int
     frame_size: int
     split_sizes: dict[str, int] = dataclasses.field(default_factory=dict)  # usable videos per split
+    sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
 
 
 def resolve_run(cfg: HarpConfig) -> RunData:
@@ -44,7 +52,44 @@ def resolve_run(cfg: HarpConfig) -> RunData:
     names = class_names(df)
     sizes = {str(k): int(v) for k, v in df[df["error"] == ""]["split"].value_counts().items()}
     resolved = resolve(model_config(cfg), len(names))
-    return RunData(class_names=list(names), model=resolved, frames=resolved.frames, frame_size=resolved.frame_size, split_sizes=sizes)
+    return RunData(
+        class_names=list(names),
+        model=resolved,
+        frames=resolved.frames,
+        frame_size=resolved.frame_size,
+        split_sizes=sizes,
+        sampling=sampling_config(cfg, resolved),
+    )
+
+
+def sampling_config(cfg: HarpConfig, resolved: ResolvedModel) -> SamplingConfig:
+    """``cfg.sampling`` with the family's defaults filled in: ``method`` (the family's
+    ``default_sampling`` when unset: MDT-Net's adjacent frames per segment, TSN's segments, C3D's
+    consecutive frames, else uniform), ``num_frames`` (the model's) and ``segment_frames`` (the
+    model's ``options.segment_frames`` when it has one, so the clips are laid out as the model reads
+    them; a different explicit value is an error)."""
+    method = SamplingMethod(cfg.sampling.method or resolved.default_sampling)
+    wanted = resolved.args.options.get("segment_frames")
+    k = cfg.sampling.segment_frames
+    if k is not None and wanted is not None and int(k) != int(wanted):
+        raise ConfigError(
+            f"sampling.segment_frames={k} but the {resolved.spec.name} model reads segments of model.options.segment_frames={wanted}; set one of them"
+        )
+    k = int(k if k is not None else (wanted if wanted is not None else 1))
+    if k < 1:
+        raise ConfigError(f"sampling.segment_frames={k} must be >= 1 (adjacent frames per segment)")
+    frames = int(cfg.sampling.num_frames or resolved.frames)
+    if method == SamplingMethod.segment_frames and frames % k:
+        raise ConfigError(
+            f"sampling.method=segment_frames: {frames} frames do not split into segments of {k}; "
+            f"set model.frames to a multiple of {k} (segments x frames per segment)"
+        )
+    if wanted is not None and int(wanted) > 1 and method != SamplingMethod.segment_frames:
+        log.warning(
+            "%s reads its clip as segments of %s adjacent frames; sampling.method=%s spreads them instead "
+            "(the paper's layout is sampling.method=segment_frames)", resolved.spec.name, wanted, method,
+        )
+    return dataclasses.replace(cfg.sampling, method=method, num_frames=frames, segment_frames=k)
 
 
 def model_config(cfg: HarpConfig) -> ModelConfig:
@@ -107,4 +152,7 @@ def micro_batch_size(cfg: HarpConfig, world_size: int) -> int:
     return cfg.train.batch_size // per
 
 
-__all__ = ["RunData", "autocast", "autocast_dtype", "default_device", "forward_views", "micro_batch_size", "model_config", "resolve_run"]
+__all__ = [
+    "RunData", "autocast", "autocast_dtype", "default_device", "forward_views", "micro_batch_size", "model_config", "resolve_run",
+    "sampling_config",
+]  # fmt: skip

@@ -88,6 +88,40 @@ class Param:
         return d.FloatDistribution(low, high, log=self.type == "loguniform")
 
 
+# Values that are paths (relative ones are anchored at ``base_dir``: trials run elsewhere), and the
+# pretraining source, whose ``file:PATH`` form is a path too.
+PATH_KEYS = ("data.root", "data.manifest", "data.annotations")
+SOURCE_KEY = "model.pretrained"
+
+
+def anchored(key: str, value: Any, base_dir: Path) -> Any:
+    """``value`` of ``key`` made absolute against ``base_dir`` when it is a relative local path
+    (a data path, or a ``file:`` pretraining source); anything else unchanged."""
+    if not isinstance(value, str) or not value or "://" in value:
+        return value
+    if key == SOURCE_KEY:
+        if not value.startswith("file:") or Path(value[5:]).is_absolute():
+            return value
+        return "file:" + str((base_dir / value[5:]).resolve())
+    return value if Path(value).is_absolute() else str((base_dir / value).resolve())
+
+
+def anchored_paths(chosen: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+    """``chosen`` with its relative data paths made absolute against ``base_dir``; a sampled data
+    preset (``data: ucf101``) whose own root is relative gets that root anchored too (unless
+    ``data.root`` was sampled as well), so every trial finds its data set wherever it runs."""
+    from harp.config.presets import DATA_PRESETS
+
+    out = dict(chosen)
+    preset = DATA_PRESETS.get(out["data"]) if isinstance(out.get("data"), str) else None
+    if preset is not None and "data.root" not in out:
+        out["data.root"] = preset.root
+    for key in (*PATH_KEYS, SOURCE_KEY):
+        if key in out:
+            out[key] = anchored(key, out[key], base_dir)
+    return out
+
+
 def matches(value: Any, allowed: tuple[Any, ...]) -> bool:
     """Whether a chosen value satisfies a ``when`` condition (equality, so lists and dicts work)."""
     return any(value == a for a in allowed)
@@ -103,6 +137,10 @@ class SearchSpace:
     params: list[Param]
     fixed: dict[str, Any]
     sweep: dict[str, Any]
+    # Where relative data paths among the sampled values point from (the directory `harp sweep`
+    # was started in; ``load_space`` sets it). Trials run in their own directories, so the
+    # driver makes those paths absolute before a trial gets them. None -> left as written.
+    base_dir: Path | None = None
 
     @property
     def keys(self) -> list[str]:
@@ -115,7 +153,7 @@ class SearchSpace:
         for param in self.params:
             if param.key not in chosen and param.applies(chosen):
                 chosen[param.key] = param.suggest(trial)
-        return chosen
+        return anchored_paths(chosen, self.base_dir) if self.base_dir is not None else chosen
 
     def grid_points(self) -> list[dict[str, Any]]:
         """Every distinct combination of a space made only of grid/categorical parameters,
@@ -169,4 +207,4 @@ def describe_space(space: SearchSpace) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Param", "SearchSpace", "describe_space", "matches"]
+__all__ = ["PATH_KEYS", "SOURCE_KEY", "Param", "SearchSpace", "anchored", "anchored_paths", "describe_space", "matches"]

@@ -19,6 +19,9 @@ Types: ``loguniform`` / ``uniform`` (low, high), ``int`` (low, high, optional st
 parameters (a value or a list of values each); a parameter that does not apply is never sampled,
 so it never appears in that trial's config. A key may also take a list of alternatives, each
 with its own ``when`` (the first that holds is sampled), e.g. a data root per data format.
+``data`` itself may vary over data preset names (``data: {type: grid, values: [ucf101, hmdb51]}``),
+with ``data.root`` alternatives ``when: {data: ucf101}``; relative data paths among the values
+point from where the space is loaded (``SearchSpace.base_dir``), since trials run elsewhere.
 Sampling is define-by-run on an Optuna trial (``harp.tune.params``).
 
 Precedence: schema defaults < the file's ``config``/``sweep`` < command-line overrides, layered
@@ -31,6 +34,7 @@ wheel has them too).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,7 +48,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from harp.config.keys import is_known, keys_under
 from harp.config.load import from_dict, load_config, to_dict
-from harp.config.schema import OPEN_MAPPINGS, HarpConfig
+from harp.config.presets import DATA_PRESETS, data_preset
+from harp.config.schema import OPEN_MAPPINGS, DataConfig, HarpConfig
 from harp.errors import ConfigError
 from harp.tune.params import Param, SearchSpace, describe_space, matches
 
@@ -121,10 +126,15 @@ def _parse_param(where: str, key: str, spec: Any, earlier: dict[str, list[Param]
         allowed = ", ".join(sorted(required | optional))
         raise ConfigError(f"{where}: params.{key}: unknown field '{sorted(extra)[0]}' for type {kind}; valid: {allowed}")
     when = _conditions(where, key, spec, earlier)
+    if key == "data" and kind not in ("categorical", "grid"):
+        raise ConfigError(f"{where}: params.data takes data preset names: use type categorical or grid")
     if kind in ("categorical", "grid"):
         values = spec["values"]
         if not isinstance(values, (list, tuple)) or not values:
             raise ConfigError(f"{where}: params.{key}.values must be a non-empty list")
+        unknown = [v for v in values if key == "data" and v not in DATA_PRESETS]
+        if unknown:
+            raise ConfigError(f"{where}: params.data: {unknown[0]!r} is not a data preset; choose from: {', '.join(sorted(DATA_PRESETS))}")
         return Param(key=key, type=kind, name=name, values=tuple(values), when=when)
     low, high = _number(where, key, spec, "low"), _number(where, key, spec, "high")
     if not low < high:
@@ -223,7 +233,9 @@ def load_space(path: str | os.PathLike) -> SearchSpace:
         raise ConfigError(f"{file}: not a valid search-space YAML ({first})") from exc
     if not isinstance(data, Mapping):
         raise ConfigError(f"{file}: a search space must be a mapping with sections {', '.join(TOP_LEVEL_KEYS)}")
-    return parse_space({str(key): value for key, value in data.items()}, path=file)
+    space = parse_space({str(key): value for key, value in data.items()}, path=file)
+    space.base_dir = Path.cwd()  # relative data paths among its values point from here
+    return space
 
 
 def _check_family(name: str) -> None:
@@ -236,11 +248,27 @@ def _check_family(name: str) -> None:
 
 def apply_params(base: HarpConfig, params: Mapping[str, Any]) -> HarpConfig:
     """The trial's config: ``base`` with each sampled dotted key set (a sampled mapping replaces
-    the base's whole), validated."""
+    the base's whole), validated. A sampled ``data`` is a data preset: it sets the fields presets
+    own (format, root, flip policy), the base's other ``data.*`` values stay, and sampled
+    ``data.*`` keys apply on top."""
     values = OmegaConf.create(to_dict(base))
+    preset = params.get("data")
+    if isinstance(preset, str):
+        chosen = OmegaConf.to_container(OmegaConf.structured(data_preset(preset)), enum_to_str=True)
+        assert isinstance(chosen, dict)
+        for field_name in _PRESET_FIELDS:
+            OmegaConf.update(values, f"data.{field_name}", chosen[field_name], merge=False)
     for key, value in params.items():
-        OmegaConf.update(values, key, value, merge=False, force_add=True)
+        if key != "data":
+            OmegaConf.update(values, key, value, merge=False, force_add=True)
     return from_dict(OmegaConf.to_container(values))  # type: ignore[arg-type]
+
+
+# The data fields some preset sets to other than DataConfig's default: switching presets sets all
+# of them (from ucf101 to synthetic flips with label swaps, and back again without).
+_PRESET_FIELDS = sorted(
+    {f.name for preset in DATA_PRESETS.values() for f in dataclasses.fields(preset) if getattr(preset, f.name) != getattr(DataConfig(), f.name)}
+)
 
 
 def base_config(space: SearchSpace, overrides: Sequence[str] = ()) -> HarpConfig:
