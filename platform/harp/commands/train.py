@@ -70,10 +70,14 @@ def _print_callback(epochs: int):
     import ray.train
 
     class PrintEpochs(ray.train.UserCallback):
-        """Runs on the Train controller: one line per reported epoch (rank 0's metrics)."""
+        """Runs on the Train controller: one line per reported epoch (rank 0's metrics), kept in
+        ``history`` for the comparison with an exported trial."""
+
+        history: list[dict[str, Any]] = []
 
         def after_report(self, run_context, metrics, checkpoint) -> None:  # noqa: ARG002
             if metrics:
+                self.history.append(dict(metrics[0]))
                 print(format_epoch(metrics[0], epochs), flush=True)
 
     return PrintEpochs()
@@ -91,14 +95,41 @@ def train_distributed(cfg: HarpConfig, output_dir: Path, name: str) -> dict[str,
         ray.init(address=cfg.sweep.ray_address, include_dashboard=True, dashboard_host="127.0.0.1", logging_level=logging.WARNING)
         started = True
     try:
-        result = run_torch_trainer(cfg, storage_path=output_dir.resolve(), name=name, callbacks=[_print_callback(cfg.train.epochs)])
+        printer = _print_callback(cfg.train.epochs)
+        result = run_torch_trainer(cfg, storage_path=output_dir.resolve(), name=name, callbacks=[printer])
         found = best_train_run_checkpoint(result, cfg.sweep.metric, cfg.sweep.mode)
         best = found.path if found is not None else None
         latest = Path(result.checkpoint.path) if result.checkpoint is not None else None
-        return {"history": [], "best": best, "latest": latest, "run_dir": Path(result.path), "result": result}
+        return {"history": printer.history, "best": best, "latest": latest, "run_dir": Path(result.path), "result": result}
     finally:
         if started:
             ray.shutdown()
+
+
+def _warn_if_environment_differs(cfg: HarpConfig, exported: Path) -> None:
+    """Say once, before training, when this retrain cannot reproduce the exported run exactly."""
+    from harp.train.reproduce import apply_runtime, current_environment, describe_drift, read_environment  # torch: see train_local
+    from harp.train.run import default_device
+
+    recorded = read_environment(exported)
+    if recorded is None:
+        return
+    now = current_environment(apply_runtime(cfg), default_device(cfg))
+    drift = describe_drift(recorded, now)
+    print(f"note: {drift}" if drift else f"reproducing the exported run: same harp, torch, device and {now.threads} thread(s)", flush=True)
+
+
+def _compare_with_export(history: list[dict[str, Any]], exported: Path) -> None:
+    """The retrain's per-epoch validation metrics beside the exported trial's, and the largest gap."""
+    from harp.train.reproduce import compare_histories, read_history  # torch: see train_local
+
+    recorded = read_history(exported)
+    if not recorded or not history:
+        return
+    table, worst = compare_histories(recorded, history)
+    print(f"\ncompared with the exported trial ({exported}):\n{table}")
+    verdict = "reproduced exactly" if worst == 0.0 else "differs"
+    print(f"max |difference| over epochs: {worst:.3g} ({verdict})", flush=True)
 
 
 def main(argv: list[str]) -> int:
@@ -132,6 +163,9 @@ def main(argv: list[str]) -> int:
         output_dir, name = resume.parent.parent.parent, resume.parent.parent.name
     print(f"harp train: {cfg.model.family} ({cfg.model.size}), {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, "
           f"{cfg.optim.name} lr {cfg.optim.lr:g}, {cfg.train.num_workers} worker(s), data {cfg.data.root}", flush=True)
+    exported = Path(args.config).parent if args.config else None
+    if exported is not None:
+        _warn_if_environment_differs(cfg, exported)
     if cfg.train.num_workers == 1:
         run_dir = output_dir / name
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -142,6 +176,8 @@ def main(argv: list[str]) -> int:
             raise HarpError("--resume is for one worker; with train.num_workers>1 re-run with the same --name to resume")
         out = train_distributed(cfg, output_dir, name)
     best = out["best"]
+    if exported is not None:
+        _compare_with_export(out["history"], exported)
     print(f"run directory:    {out['run_dir']}")
     if best is not None:
         from harp.train.checkpoint import read_metrics  # function-level: torch, see train_local

@@ -34,6 +34,7 @@ from harp.train.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from harp.train.lr_schedule import build_lr_schedule
 from harp.train.metrics import RunningSums, all_gather_strings, topk_correct
 from harp.train.optim import build_optimizer, decayed_params, l2_penalty
+from harp.train.reproduce import apply_runtime, current_environment, read_history, write_environment, write_history
 from harp.train.run import RunData, autocast, autocast_dtype, forward_views, micro_batch_size, model_config, resolve_run
 from harp.train.sessions import TrainSession
 
@@ -54,11 +55,11 @@ REPORTED_METRICS = (
 
 def open_datasets(cfg: HarpConfig, run: RunData) -> tuple[VideoClipDataset, VideoClipDataset | None]:
     """(train, val or None when the manifest has no val split) datasets for the model's clip shape."""
-    train = build_dataset(cfg, "train", True, run.frames, run.frame_size)
+    train = build_dataset(cfg, "train", True, run.frames, run.frame_size, sampling=run.sampling)
     if not run.split_sizes.get("val"):
         log.warning("the manifest has no val split: val_* metrics are NaN (set data.val_fraction > 0 and re-index)")
         return train, None
-    return train, build_dataset(cfg, "val", False, run.frames, run.frame_size)
+    return train, build_dataset(cfg, "val", False, run.frames, run.frame_size, sampling=run.sampling)
 
 
 def _seed_everything(seed: int) -> None:
@@ -72,6 +73,8 @@ def train_loop(cfg: HarpConfig, session: TrainSession) -> list[dict[str, float]]
     """Train ``cfg`` for ``train.epochs`` epochs under ``session``; returns the per-epoch metrics."""
     device = session.device
     rank, world = session.rank, session.world_size
+    cfg = apply_runtime(cfg)  # threads + deterministic switch, recorded in every checkpoint's config
+    environment = current_environment(cfg, device)
     run = resolve_run(cfg)
     num_classes = len(run.class_names)
     micro = micro_batch_size(cfg, world)
@@ -114,6 +117,8 @@ def train_loop(cfg: HarpConfig, session: TrainSession) -> list[dict[str, float]]
         state = load_checkpoint(resume, model, optimizer, scheduler, restore_rng=True, map_location=device)
         start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
         log.info("resumed from %s at epoch %d (step %d)", resume, start_epoch, global_step)
+    # every epoch of the run, resumed ones included, travels with each checkpoint (reproduce.HISTORY_FILE)
+    record = [row for row in read_history(resume) if int(row.get("epoch", 0)) <= start_epoch] if resume is not None else []
 
     history: list[dict[str, float]] = []
     for epoch in range(start_epoch, cfg.train.epochs):
@@ -164,6 +169,10 @@ def train_loop(cfg: HarpConfig, session: TrainSession) -> list[dict[str, float]]
                 num_classes=num_classes,
                 class_names=run.class_names,
             )
+        record.append(metrics)
+        if checkpoint_dir is not None:
+            write_environment(checkpoint_dir, environment)
+            write_history(checkpoint_dir, record)
         session.report(metrics, checkpoint_dir)
         history.append(metrics)
     return history
