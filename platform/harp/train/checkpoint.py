@@ -1,12 +1,18 @@
 """A checkpoint is a directory that resumes a run exactly and that other tools can read.
 
 ```
-<dir>/model.safetensors   weights (DDP unwrapped), metadata: family, num_classes
+<dir>/model.safetensors   weights (DDP unwrapped); metadata that rebuilds and feeds the model from
+                          the file alone (``ModelCard``): family, size, options, frames, frame
+                          size, dropout, class names, input mean/std, the resolved config
 <dir>/state.pt            optimiser, LR schedule, epoch, global step, RNG states
                           (plain tensors and numbers: torch.load(weights_only=True) reads it)
 <dir>/config.yaml         the fully resolved HarpConfig (`harp train --config` retrains it)
 <dir>/metrics.json        the metrics reported with this checkpoint
 ```
+
+The weights describe themselves so that a ``best/model.safetensors`` copied anywhere is usable
+without the data set or the training code's config (``harp predict``, ``harp.serve.load_model``).
+Metadata values are strings (safetensors' rule): lists and mappings as JSON, the config as YAML.
 
 The RNG states are Python's, NumPy's global and torch's (CPU and CUDA): the model's random stream
 (dropout). The data pipeline keeps none of its own: its order and augmentation are functions of
@@ -14,21 +20,26 @@ The RNG states are Python's, NumPy's global and torch's (CPU and CUDA): the mode
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from harp.config.load import load_config, to_yaml
-from harp.config.schema import HarpConfig
+from harp.config.load import from_dict, load_config, to_yaml
+from harp.config.schema import HarpConfig, ModelConfig, ModelSize
 from harp.errors import HarpError
+from harp.models import resolve
 from harp.numbers import jsonable
+from harp.train.run import model_config
 
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
@@ -106,9 +117,7 @@ def save_checkpoint(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     bare = unwrap(model)
-    meta = {"family": cfg.model.family, "epoch": str(epoch)}
-    if num_classes is not None:
-        meta["num_classes"] = str(num_classes)
+    meta = weights_metadata(cfg, num_classes=num_classes, class_names=class_names, epoch=epoch)
     save_model(bare, str(directory / WEIGHTS), metadata=meta, force_contiguous=True)
     state = {
         "epoch": int(epoch),
@@ -123,6 +132,118 @@ def save_checkpoint(
     (directory / CONFIG).write_text(to_yaml(cfg))
     (directory / METRICS).write_text(json.dumps(jsonable(dict(metrics or {})), indent=2, sort_keys=True) + "\n")
     return directory
+
+
+# ------------------------------------------------------------------------------------------
+# weights that describe themselves
+# ------------------------------------------------------------------------------------------
+def weights_metadata(
+    cfg: HarpConfig, *, num_classes: int | None = None, class_names: Sequence[str] | None = None, epoch: int = 0
+) -> dict[str, str]:
+    """The safetensors metadata of a run's weights: what ``read_model_card`` needs to rebuild the
+    model (family, size, options, frames, frame size, dropout, class count) and to feed it (class
+    names, the input mean/std the run normalised with, the whole resolved config for its sampling
+    and test protocol)."""
+    classes = num_classes or (len(class_names) if class_names else None) or cfg.model.num_classes
+    meta = {"format": "pt", "family": str(cfg.model.family), "epoch": str(epoch), "config": to_yaml(cfg)}
+    if class_names:
+        meta["class_names"] = json.dumps([str(name) for name in class_names])
+    if classes:
+        resolved = resolve(model_config(cfg), int(classes))
+        meta.update(
+            num_classes=str(int(classes)),
+            size=str(resolved.args.size),
+            options=json.dumps(jsonable(dict(cfg.model.options))),
+            frames=str(resolved.frames),
+            frame_size=str(resolved.frame_size),
+            dropout=repr(float(resolved.args.dropout)),
+            mean=json.dumps([float(v) for v in resolved.mean]),
+            std=json.dumps([float(v) for v in resolved.std]),
+        )
+    return meta
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCard:
+    """What a weights file says about its model: how to rebuild it (``model_config``) and how to
+    feed it (clip shape, normalisation, class names, and the run's config for its sampling and
+    multi-view test protocol)."""
+
+    path: Path  # the .safetensors file
+    family: str
+    size: str
+    options: dict[str, Any]
+    frames: int
+    frame_size: int
+    dropout: float | None
+    class_names: tuple[str, ...]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    config: HarpConfig
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def model_config(self) -> ModelConfig:
+        """The ModelConfig that builds this architecture; weights come from the file, so no pretraining source."""
+        return ModelConfig(
+            family=self.family, size=ModelSize(self.size), num_classes=self.num_classes, frames=self.frames,
+            frame_size=self.frame_size, dropout=self.dropout, pretrained="none", options=dict(self.options),
+        )
+
+
+def read_model_card(weights: str | Path) -> ModelCard:
+    """The ``ModelCard`` of a ``.safetensors`` file written by ``save_checkpoint``.
+
+    Files from before the weights described themselves fall back to what lies next to them: the
+    ``config.yaml`` for the architecture and ``state.pt`` for the class names.
+    """
+    weights = Path(weights)
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            meta = dict(handle.metadata() or {})
+    except (SafetensorError, OSError) as exc:
+        raise HarpError(f"{weights} is not a readable safetensors file ({exc}); pass a best/ directory or its model.safetensors") from exc
+    if "config" in meta:
+        cfg = from_dict(yaml.safe_load(meta["config"]))
+    elif (weights.parent / CONFIG).is_file():
+        cfg = read_config(weights.parent)
+    else:
+        raise HarpError(f"{weights} does not say which model it holds (no config metadata, no {CONFIG} beside it); re-export it with this harp")
+    names = json.loads(meta["class_names"]) if "class_names" in meta else read_state(weights.parent).get("class_names")
+    if not names:
+        raise HarpError(f"{weights} does not name its classes (no class_names metadata, no {STATE} beside it); re-export it with this harp")
+    if "frames" in meta:
+        size, options = meta["size"], json.loads(meta["options"])
+        frames, frame_size, dropout = int(meta["frames"]), int(meta["frame_size"]), float(meta["dropout"])
+        mean, std = tuple(json.loads(meta["mean"])), tuple(json.loads(meta["std"]))
+    else:  # the architecture from the config, normalisation from the family as it was then
+        resolved = resolve(model_config(cfg), len(names))
+        size, options = str(resolved.args.size), dict(cfg.model.options)
+        frames, frame_size, dropout = resolved.frames, resolved.frame_size, float(resolved.args.dropout)
+        mean, std = tuple(resolved.mean), tuple(resolved.std)
+    return ModelCard(
+        path=weights, family=meta.get("family", cfg.model.family), size=size, options=options, frames=frames, frame_size=frame_size,
+        dropout=dropout, class_names=tuple(str(n) for n in names), mean=mean, std=std, config=cfg,
+    )
+
+
+def load_weights(weights: str | Path, model: nn.Module, *, strict: bool = True) -> None:
+    """Load a safetensors file into (the unwrapped) ``model``, on the model's device; a mismatch is one line."""
+    bare = unwrap(model)
+    device = next((p.device for p in bare.parameters()), torch.device("cpu"))
+    hint = "is the config (model.family/size/options, num_classes) the one it was trained with?"
+    try:
+        missing, unexpected = load_model(bare, str(weights), strict=False, device=str(device))
+    except RuntimeError as exc:  # shape mismatches
+        detail = "; ".join(line.strip() for line in str(exc).splitlines()[1:3])
+        raise HarpError(f"checkpoint {weights} does not match the model ({detail}); {hint}") from exc
+    if strict and (missing or unexpected):
+        raise HarpError(
+            f"checkpoint {weights} does not match the model: {len(missing)} missing keys "
+            f"(e.g. {', '.join(sorted(missing)[:3])}), {len(unexpected)} unexpected (e.g. {', '.join(sorted(unexpected)[:3])}); {hint}"
+        )
 
 
 def check_checkpoint_dir(directory: str | Path) -> Path:
@@ -169,19 +290,7 @@ def load_checkpoint(
     Returns the saved state (epoch, global_step, ...) plus ``metrics`` from metrics.json.
     """
     directory = check_checkpoint_dir(directory)
-    bare = unwrap(model)
-    device = next((p.device for p in bare.parameters()), torch.device("cpu"))
-    hint = "is the config (model.family/size/options, num_classes) the one it was trained with?"
-    try:
-        missing, unexpected = load_model(bare, str(directory / WEIGHTS), strict=False, device=str(device))
-    except RuntimeError as exc:  # shape mismatches
-        detail = "; ".join(line.strip() for line in str(exc).splitlines()[1:3])
-        raise HarpError(f"checkpoint {directory} does not match the model ({detail}); {hint}") from exc
-    if strict and (missing or unexpected):
-        raise HarpError(
-            f"checkpoint {directory} does not match the model: {len(missing)} missing keys "
-            f"(e.g. {', '.join(sorted(missing)[:3])}), {len(unexpected)} unexpected (e.g. {', '.join(sorted(unexpected)[:3])}); {hint}"
-        )
+    load_weights(directory / WEIGHTS, model, strict=strict)
     state = read_state(directory, map_location)
     if optimizer is not None and state.get("optimizer") is not None:
         optimizer.load_state_dict(state["optimizer"])
