@@ -47,30 +47,54 @@ def records(path: Path) -> Iterator[bytes]:
             yield pending + chunk
 
 
+def _value(item: Any) -> Any:
+    return json.loads(item.value_json)
+
+
+def _key(item: Any) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
 def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
-    """``{"history": [row per log call], "summary": {...}, "config": {...}}`` of an offline run."""
+    """What an offline run logged, as W&B's server would see it after ``wandb sync``::
+
+        {"id", "name", "group", "tags", "config", "history": [row per log call], "summary",
+         "metrics": {name: the define_metric record}, "files": [saved paths], "exit_code"}
+
+    ``config`` is the run record's (wandb.init's config) updated by later config records; the
+    ``tags`` are the last run record's (``run.tags = ...`` sends a new one)."""
+    from google.protobuf.json_format import MessageToDict
     from wandb.proto import wandb_internal_pb2 as pb
 
     files = sorted(Path(run_dir).glob("*.wandb"))
     if not files:
         raise FileNotFoundError(f"no .wandb file in {run_dir}")
-    out: dict[str, Any] = {"history": [], "summary": {}, "config": {}}
-
-    def key_of(item: Any) -> str:
-        return item.key or "/".join(item.nested_key)
-
+    out: dict[str, Any] = {"history": [], "summary": {}, "config": {}, "metrics": {}, "files": [], "tags": [], "exit_code": None}
     for raw in records(files[0]):
         record = pb.Record()
         record.ParseFromString(raw)
         kind = record.WhichOneof("record_type")
         if kind == "history":
-            row = {key_of(i): json.loads(i.value_json) for i in record.history.item}
+            row = {_key(i): _value(i) for i in record.history.item}
             if not any(k.startswith("_wandb") for k in row) or len(row) > 2:
                 out["history"].append(row)
         elif kind == "summary":
             for item in record.summary.update:
-                out["summary"][key_of(item)] = json.loads(item.value_json)
+                out["summary"][_key(item)] = _value(item)
         elif kind == "config":
             for item in record.config.update:
-                out["config"][key_of(item)] = json.loads(item.value_json)
+                out["config"][_key(item)] = _value(item)
+        elif kind == "run":
+            run = record.run
+            out.update(id=run.run_id, name=run.display_name, group=run.run_group, tags=list(run.tags), project=run.project)
+            for item in run.config.update:
+                out["config"][_key(item)] = _value(item)
+        elif kind == "metric":
+            metric = MessageToDict(record.metric, preserving_proto_field_name=True)
+            out["metrics"][metric.get("name") or metric.get("glob_name")] = metric
+        elif kind == "files":
+            out["files"] += [f.path for f in record.files.files]
+        elif kind == "exit":
+            out["exit_code"] = record.exit.exit_code
+    out["config"].pop("_wandb", None)
     return out

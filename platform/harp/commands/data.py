@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
     if args.action == "index":
         from harp.data.manifest import build_manifest, load_manifest, summarize
 
-        path = build_manifest(cfg.data, progress=progress)
+        path = build_manifest(cfg.data, progress=progress)  # logs no summary: this line is the one
         print(f"manifest {path}: {summarize(load_manifest(path))}")
         return 0
     if args.action == "prepare":
@@ -81,7 +81,7 @@ def main(argv: list[str]) -> int:
 def _inspect(cfg, progress: bool) -> int:
     from harp.data.manifest import class_names, ensure_manifest, load_manifest, summarize
 
-    path = ensure_manifest(cfg.data, progress=progress)
+    path = ensure_manifest(cfg.data, progress=progress, announce=False)
     df = load_manifest(path)
     print(f"manifest {path}")
     print(summarize(df))
@@ -99,13 +99,14 @@ def _demo(cfg, batches: int, progress: bool) -> int:
     from harp.data.loader import build_dataset, build_loader
     from harp.data.manifest import ensure_manifest, load_manifest, summarize
     from harp.models import resolve
+    from harp.train.run import sampling_config
 
     t0 = time.perf_counter()
-    path = ensure_manifest(cfg.data, progress=progress)
+    path = ensure_manifest(cfg.data, progress=progress, announce=False)
     df = load_manifest(path)
     print(f"data: {summarize(df)} ({time.perf_counter() - t0:.1f} s to synthesise/index)")
     model = resolve(cfg.model, df.attrs.get("classes") and len(df.attrs["classes"]))
-    dataset = build_dataset(cfg, "train", True, model.frames, model.frame_size)
+    dataset = build_dataset(cfg, "train", True, model.frames, model.frame_size, sampling=sampling_config(cfg, model))
     loader = build_loader(dataset, cfg.train.batch_size, shuffle=True, num_workers=cfg.data.num_workers)
     print(f"sampling {dataset.sampler.notation()}, decode {cfg.data.decode_backend}, {len(dataset)} training clips, "
           f"model {cfg.model.family}/{cfg.model.size} wants {dataset.sampler.params.num_frames} frames at {model.frame_size} px")  # fmt: skip

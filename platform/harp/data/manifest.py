@@ -11,11 +11,19 @@ Unreadable videos are listed with their error and counted in the summary line, n
 The manifest's Parquet metadata (key ``harp``) records the root, format, class order and the
 split settings it was carved with; ``ensure_manifest`` rebuilds when those settings change
 (re-using the probes of unchanged files, so a re-carve costs no decoding).
+
+A class subset (``data.classes`` / ``data.classes_file``, ``data.per_class``) is indexed into a
+manifest of its own (``harp_manifest[_splitN]_sub<hash>.parquet``, the hash of the classes and the
+count), so the full data set's manifest and the subset's live side by side; only the chosen classes
+are probed (re-using the full manifest's probes), and with ``per_class`` every class keeps that many
+videos, split with exact counts (``harp.data.splits.select_exact``).
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -43,15 +51,45 @@ _SETTINGS = ("format", "split", "val_fraction", "val_strategy", "test_fraction",
 
 
 def manifest_path(cfg: DataConfig) -> Path:
-    """``data.manifest`` if set, else ``<root>/harp_manifest[_splitN].parquet``."""
+    """``data.manifest`` if set, else ``<root>/harp_manifest[_splitN][_sub<hash>].parquet``."""
     if cfg.manifest:
         return Path(cfg.manifest)
     suffix = f"_split{cfg.split}" if cfg.format in ("ucf101", "hmdb51") else ""
+    subset = _subset(cfg)
+    if subset:
+        digest = hashlib.blake2b(json.dumps(subset, sort_keys=True).encode(), digest_size=4).hexdigest()
+        suffix += f"_sub{digest}"
     return Path(cfg.root) / f"harp_manifest{suffix}.parquet"
 
 
+def selected_classes(cfg: DataConfig) -> list[str]:
+    """``data.classes``, or the names in ``data.classes_file`` (one a line, ``#`` comments); [] = all."""
+    if cfg.classes and cfg.classes_file:
+        raise HarpError("data.classes and data.classes_file are both set; give the class subset once")
+    if not cfg.classes_file:
+        return [str(c) for c in cfg.classes]
+    path = Path(cfg.classes_file).expanduser()
+    if not path.is_absolute() and not path.is_file():
+        path = Path(cfg.root) / path
+    if not path.is_file():
+        raise HarpError(f"data.classes_file={cfg.classes_file!r} not found (looked as given and under data.root)")
+    names = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    return [name for name in names if name]
+
+
+def _subset(cfg: DataConfig) -> dict[str, Any]:
+    """The settings that make a subset (empty for the whole data set, so older manifests still match)."""
+    out: dict[str, Any] = {}
+    classes = selected_classes(cfg)
+    if classes:
+        out["class_subset"] = sorted(set(classes))
+    if cfg.per_class:
+        out["per_class"] = int(cfg.per_class)
+    return out
+
+
 def _settings(cfg: DataConfig) -> dict[str, Any]:
-    return {"version": MANIFEST_VERSION, **{k: getattr(cfg, k) for k in _SETTINGS}}
+    return {"version": MANIFEST_VERSION, **{k: getattr(cfg, k) for k in _SETTINGS}, **_subset(cfg)}
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -127,6 +165,7 @@ def index_dataset(cfg: DataConfig, *, progress: bool = True, cache: dict[str, di
     if not root.is_dir():
         raise HarpError(f"data.root={cfg.root!r} is not a folder")
     rows, classes = READERS[cfg.format](root, cfg.annotations, cfg.split)
+    rows, classes = _keep_classes(cfg, rows, classes)
     if len(classes) < 2:
         raise HarpError(f"{cfg.format} data under {root}: found {len(classes)} class(es); a classifier needs at least 2")
     df = pd.DataFrame(rows, columns=["path", "label", "split", "group"])
@@ -148,10 +187,12 @@ def index_dataset(cfg: DataConfig, *, progress: bool = True, cache: dict[str, di
     df["error"] = df["error"].fillna("").astype(str)
     if not (df["error"] == "").any():
         _nothing_readable(cfg, root, df)
-    if (df["split"] == "").any() and not (df["split"] == "test").any():  # no official test split
+    if cfg.per_class:
+        df = _carve_subset(cfg, df)
+    elif (df["split"] == "").any() and not (df["split"] == "test").any():  # no official test split
         df = carve(df, source="", target="test", fraction=cfg.test_fraction, strategy="group", seed=cfg.seed + 1)
     df.loc[df["split"] == "", "split"] = "train"
-    if not (df["split"] == "val").any():  # no official validation split
+    if not cfg.per_class and not (df["split"] == "val").any():  # no official validation split
         df = carve(df, source="train", target="val", fraction=cfg.val_fraction, strategy=cfg.val_strategy, seed=cfg.seed)
     df.loc[df["error"] != "", "split"] = "excluded"
     _check_splits(cfg, root, df)
@@ -162,6 +203,30 @@ def index_dataset(cfg: DataConfig, *, progress: bool = True, cache: dict[str, di
         df[col] = df[col].astype("float64")
     df.attrs.update({"root": str(root.resolve()), "classes": classes, **_settings(cfg), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return df
+
+
+def _keep_classes(cfg: DataConfig, rows: list[dict[str, Any]], classes: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows and classes of ``data.classes`` (in the data set's own class order), before probing."""
+    wanted = selected_classes(cfg)
+    if not wanted:
+        return rows, classes
+    unknown = [c for c in wanted if c not in classes]
+    if unknown:
+        shown = ", ".join(classes[:12]) + (" ..." if len(classes) > 12 else "")
+        raise HarpError(f"data.classes names {len(unknown)} class(es) {cfg.format} does not have under {cfg.root}: {unknown[:5]}; classes are: {shown}")
+    keep = set(wanted)
+    return [r for r in rows if r["label"] in keep], [c for c in classes if c in keep]
+
+
+def _carve_subset(cfg: DataConfig, df: pd.DataFrame) -> pd.DataFrame:
+    """``data.per_class`` videos of each class, split with exact counts (the official split set aside)."""
+    from harp.data.splits import exact_counts, select_exact
+
+    counts = exact_counts(int(cfg.per_class), cfg.test_fraction, cfg.val_fraction)
+    out = select_exact(df, per_class=int(cfg.per_class), counts=counts, seed=cfg.seed)
+    log.info("class subset: %d classes x %d videos, %s per class", out["label"].nunique(), cfg.per_class,
+             " / ".join(f"{counts[s]} {s}" for s in SPLITS))  # fmt: skip
+    return out
 
 
 def _one_line(text: str) -> str:
@@ -185,7 +250,9 @@ def _check_splits(cfg: DataConfig, root: Path, df: pd.DataFrame) -> None:
 
     counts = df["split"].value_counts()
     wanted = ["train"]
-    if (df["official_split"] == "test").any() or ((df["official_split"] == "").any() and cfg.test_fraction > 0):
+    if cfg.per_class:
+        pass  # exact counts: a split is empty only when its fraction asks for none
+    elif (df["official_split"] == "test").any() or ((df["official_split"] == "").any() and cfg.test_fraction > 0):
         wanted.append("test")
     empty = [s for s in wanted if int(counts.get(s, 0)) == 0]
     if not empty:
@@ -257,14 +324,18 @@ def build_manifest(cfg: DataConfig, *, progress: bool = True) -> Path:
     """Index + probe + splits -> Parquet at ``manifest_path(cfg)``; returns the path."""
     path = manifest_path(cfg)
     with _locked(path):
-        return _build(cfg, path, progress)
+        _build(cfg, path, progress)
+        return path
 
 
-def _build(cfg: DataConfig, path: Path, progress: bool) -> Path:
-    df = index_dataset(cfg, progress=progress, cache=_previous_probes(path))
+def _build(cfg: DataConfig, path: Path, progress: bool) -> pd.DataFrame:
+    """Index the data set and write its manifest at ``path``; returns the manifest's rows."""
+    cache = _previous_probes(path)
+    if _subset(cfg) and not cfg.manifest:  # a subset re-uses the whole data set's probes too
+        cache = {**_previous_probes(manifest_path(dataclasses.replace(cfg, classes=[], classes_file="", per_class=0))), **cache}
+    df = index_dataset(cfg, progress=progress, cache=cache)
     write_manifest(df, path)
-    log.info("manifest %s: %s", path, summarize(df))
-    return path
+    return df
 
 
 def _has_videos(root: Path) -> bool:
@@ -273,9 +344,11 @@ def _has_videos(root: Path) -> bool:
     return root.is_dir() and any(p.suffix.lower() in VIDEO_EXTENSIONS for p in root.glob("*/*"))
 
 
-def ensure_manifest(cfg: DataConfig, *, progress: bool = True) -> Path:
+def ensure_manifest(cfg: DataConfig, *, progress: bool = True, announce: bool = True) -> Path:
     """The manifest for ``cfg``: synthesise the demo data when format=synthetic and the root holds no
-    videos, index when the manifest is missing or was carved with other settings; else reuse."""
+    videos, index when the manifest is missing or was carved with other settings; else reuse.
+    ``announce`` logs the summary of a manifest it (re)builds (a caller that prints the summary
+    itself, as ``harp data`` does, turns it off: once is enough)."""
     path = manifest_path(cfg)
     root = Path(cfg.root)
     with _locked(path):
@@ -289,4 +362,7 @@ def ensure_manifest(cfg: DataConfig, *, progress: bool = True) -> Path:
             if all(meta.get(k) == v for k, v in _settings(cfg).items()):
                 return path
             log.info("manifest %s was carved with other settings: re-indexing (probes are reused)", path)
-        return _build(cfg, path, progress)
+        df = _build(cfg, path, progress)
+        if announce:  # not in _build: `harp data index` (build_manifest) prints the summary itself
+            log.info("manifest %s: %s", path, summarize(df))
+        return path

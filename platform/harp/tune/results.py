@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import warnings
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harp.config.schema import HarpConfig
 from harp.errors import HarpError
@@ -26,6 +29,7 @@ from harp.numbers import best_of, is_finite, signed
 from harp.tune.sweep_dir import SweepPaths, storage_url
 
 if TYPE_CHECKING:
+    import optuna
     import ray.train
     from ray.tune.experiment import Trial
 
@@ -87,13 +91,70 @@ class TrialRecord:
         return max((int(r.get("epoch", 0)) for r in self.history), default=0)
 
 
+# "harp.models.pretrained.PretrainedError: cannot read ..." -> "cannot read ..."
+_QUALIFIED_ERROR = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Interrupt)(?:\([^)]*\))?: ")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The exception a trainable raised, out of Ray's ``RayTaskError`` wrapper (``.cause``)."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
+def error_line(error: BaseException | str | None) -> str | None:
+    """One line saying what went wrong: a harp error's own message, another exception's type and
+    message; for the text of Tune's ``error.txt``, its last exception line. Never Ray's
+    ``ray::ImplicitFunc.train() (pid=...)`` header, a module path or terminal colour codes."""
+    if error is None:
+        return None
+    if isinstance(error, BaseException):
+        cause = root_cause(error)
+        text = _ANSI.sub("", str(cause)).strip()
+        if isinstance(cause, HarpError):
+            return text.splitlines()[0] if text else type(cause).__name__
+        if cause is not error or not text.startswith("ray::"):
+            first = text.splitlines()[0] if text else ""
+            return f"{type(cause).__name__}: {first}" if first else type(cause).__name__
+        error = text
+    lines = [_ANSI.sub("", line).strip() for line in str(error).splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("Failure #", "Traceback", "File ", "^"))]
+    exception_lines = [line for line in lines if _QUALIFIED_ERROR.match(line)]
+    line = exception_lines[-1] if exception_lines else (lines[-1] if lines else "error")
+    qualified = _QUALIFIED_ERROR.match(line)
+    if qualified and ("harp." in qualified.group(0) or "HarpError" in qualified.group(0)):
+        return line[qualified.end():]
+    return line
+
+
+def trial_exception(trial: Trial) -> BaseException | None:
+    """A trial's latest error as Tune pickled it (``error.pkl``): the driver's copy of the trial
+    directory while the sweep runs (written before storage is synced), else the one in storage."""
+    import ray.cloudpickle
+
+    exc: Any = None
+    try:
+        path = trial.pickled_error_file
+        if path and Path(path).is_file():
+            with open(path, "rb") as handle:
+                exc = ray.cloudpickle.load(handle)
+        else:
+            exc = trial.get_pickled_error()
+    except Exception:  # an error class this process cannot import: error.txt still tells
+        return None
+    return exc if isinstance(exc, BaseException) else None
+
+
 def trial_error(trial: Trial) -> str | None:
-    """The last line of an errored trial's ``error.txt`` (what went wrong, in one line)."""
+    """A trial's latest error in one line (its pickled exception, else ``error.txt``), or None
+    when it never failed. A trial waiting for a retry has one too."""
+    line = error_line(trial_exception(trial))
+    if line:
+        return line[:300]
     path = getattr(trial, "path", None)
     file = Path(path) / "error.txt" if path else None
     if file is not None and file.is_file():
-        lines = [ln for ln in file.read_text(errors="replace").splitlines() if ln.strip()]
-        return lines[-1][:300] if lines else "error"
+        return (error_line(file.read_text(errors="replace")) or "error")[:300]
     return "error" if trial.status == "ERROR" else None
 
 
@@ -115,7 +176,10 @@ def load_trials(tune_dir: str | Path) -> list[TrialRecord]:
             keep = [c for c in frame.columns if not c.startswith("config/")]
             history = frame[keep].to_dict("records")
             if "epoch" in frame.columns:
-                history.sort(key=lambda r: r.get("epoch", 0))
+                # one row per epoch: a trial resumed from an older checkpoint than its last report
+                # reports some epochs again (the later report is the one its checkpoints match)
+                by_epoch = {row.get("epoch", 0): row for row in history}
+                history = [by_epoch[epoch] for epoch in sorted(by_epoch)]
         records.append(
             TrialRecord(
                 trial_id=trial.trial_id,
@@ -123,7 +187,7 @@ def load_trials(tune_dir: str | Path) -> list[TrialRecord]:
                 status=str(trial.status),
                 path=path,
                 history=history,
-                error=trial_error(trial) if trial.status == "ERROR" else None,
+                error=trial_error(trial),
                 train_run=train_run_of(path),
                 trial=trial,
             )
@@ -138,6 +202,19 @@ def pick_best(records: list[TrialRecord], metric: str, mode: str) -> TrialRecord
     if not scored:
         raise HarpError(f"no trial reported '{metric}'; nothing to export (see the trial errors in the sweep directory)")
     return max(scored, key=lambda item: signed(item[0], mode))[1]
+
+
+CellT = TypeVar("CellT", bound=Hashable)
+
+
+def group_trials(records: Iterable[TrialRecord], cell_of: Callable[[TrialRecord], CellT]) -> dict[CellT, list[TrialRecord]]:
+    """Trials by the cell ``cell_of`` puts them in (a study's data set x family, ...), cells in
+    the order their first trial appears, trials in their own order: each cell is ranked on its own,
+    so validation scores of different cells are never compared."""
+    cells: dict[CellT, list[TrialRecord]] = {}
+    for record in records:
+        cells.setdefault(cell_of(record), []).append(record)
+    return cells
 
 
 def optuna_trial_info(cfg: HarpConfig, paths: SweepPaths) -> dict[str, dict[str, Any]]:
@@ -156,6 +233,62 @@ def optuna_trial_info(cfg: HarpConfig, paths: SweepPaths) -> dict[str, dict[str,
         if tid:
             out[tid] = {"state": t.state.name, "number": t.number, **t.user_attrs}
     return out
+
+
+def load_study(cfg: HarpConfig, paths: SweepPaths) -> optuna.Study | None:
+    """The sweep's Optuna study, or None when its storage holds none (yet) or cannot be opened."""
+    import optuna
+
+    from harp.tune.study import make_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=str(cfg.sweep.name), storage=make_storage(storage_url(cfg, paths)))
+    except Exception as exc:  # no database yet (a sweep starting), another study name, no driver
+        log.debug("Optuna study not readable (%s)", exc)
+        return None
+
+
+def param_importances(study: optuna.Study) -> tuple[dict[str, float], str]:
+    """Each parameter's importance for the first objective (summing to 1), and how it was computed
+    (no importances, and why, with too few trials). Optuna's PED-ANOVA (Watanabe et al., IJCAI
+    2023; condPED-ANOVA for conditional parameters): no scikit-learn. It reads COMPLETE trials, so
+    PRUNED ones enter a copy of the study with their best reported value (what ASHA stopped says
+    something about its parameters too); multi-objective studies have no intermediate values, so
+    their PRUNED trials are left out."""
+    import optuna
+
+    state = optuna.trial.TrialState
+    multi = len(study.directions) > 1
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    copy = optuna.create_study(directions=study.directions)
+    for trial in study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED)):
+        if trial.state == state.COMPLETE:
+            copy.add_trial(trial)
+        elif not multi and trial.intermediate_values:
+            values = trial.intermediate_values.values()
+            value = max(values) if maximize else min(values)
+            copy.add_trial(optuna.trial.create_trial(params=trial.params, distributions=trial.distributions, value=value))
+    count = len(copy.trials)
+    what = "PED-ANOVA over COMPLETE" + (" trials" if multi else " and PRUNED trials (a pruned trial counts with its best reported value)")
+    if count < 4:
+        return {}, f"{what}: needs at least 4 such trials, the study has {count}"
+    quantile = min(0.5, max(0.1, 2.0 / count))  # at least two trials in the top quantile
+    evaluator = optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile)
+    first = (lambda t: -t.values[0]) if maximize else (lambda t: t.values[0])  # PED-ANOVA: lower is better
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = optuna.importance.get_param_importances(copy, evaluator=evaluator, target=first, normalize=False)
+    total = sum(raw.values())
+    scores = {name: value / total for name, value in raw.items()} if total > 0 else {name: 0.0 for name in raw}
+    return scores, f"{what}, {count} trials, top {quantile:.0%} vs all"
+
+
+def pareto_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The Pareto front of a multi-objective study (Optuna's ``best_trials``); [] otherwise."""
+    if len(study.directions) < 2:
+        return []
+    return list(study.best_trials)
 
 
 # ------------------------------------------------------------------------------------------
@@ -231,6 +364,17 @@ def validation_confusion(trial: TrialRecord | Trial, *, metric: str, mode: str) 
     return names, matrix
 
 
+def exported_confusion(folder: Path) -> Confusion | None:
+    """The test confusion matrix export wrote for a model (``best/`` or a study cell's folder):
+    its ``metrics.json`` holds evaluate's matrix and per-class accuracies (in class order)."""
+    try:
+        test = json.loads((folder / "metrics.json").read_text()).get("test") or {}
+    except (OSError, ValueError):
+        return None
+    names, matrix = list(test.get("per_class_accuracy") or {}), test.get("confusion_matrix")
+    return (names, [[int(v) for v in row] for row in matrix]) if matrix and len(names) == len(matrix) else None
+
+
 __all__ = [
     "BestCheckpoint",
     "Confusion",
@@ -238,11 +382,19 @@ __all__ = [
     "TrialRecord",
     "best_train_run_checkpoint",
     "best_trial_checkpoint",
+    "error_line",
+    "exported_confusion",
+    "group_trials",
+    "load_study",
     "load_trials",
     "optuna_trial_info",
+    "param_importances",
+    "pareto_trials",
     "pick_best",
+    "root_cause",
     "train_run_of",
     "trial_error",
+    "trial_exception",
     "tune_checkpoints",
     "validation_confusion",
 ]
