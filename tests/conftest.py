@@ -41,3 +41,15 @@ def synthetic_manifest(synthetic_config):
     from harp.data.manifest import ensure_manifest
 
     return ensure_manifest(synthetic_config.data, progress=False)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A private local Ray (127.0.0.1, own temp dir) for one test module, shut down at the
+    module's end: no module sees another's Ray, and the tests that must start their own (a
+    simulated cluster, `ray start --head` for jobs, `harp serve`) find none running in-process."""
+    from harp.config import load_config
+    from harp.tune.ray_session import ray_session
+
+    with ray_session(load_config(["sweep.ray_address=local"]), num_cpus=4, num_gpus=0):
+        yield

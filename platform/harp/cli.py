@@ -21,6 +21,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("harp.commands.sweep", "run a hyperparameter sweep (Ray Tune + Optuna + ASHA + W&B)"),
     "evaluate": ("harp.commands.evaluate", "evaluate a checkpoint on the test split (multi-clip x multi-crop)"),
     "export": ("harp.commands.export", "export a sweep's best config, weights, metrics and trials table"),
+    "report": ("harp.commands.report", "one HTML page (and PNG figures) for a sweep: running, finished or failed"),
+    "status": ("harp.commands.status", "a running or finished sweep in the terminal (--watch to follow it)"),
+    "clean": ("harp.commands.clean", "remove a finished sweep's checkpoints except each trial's best"),
+    "submit": ("harp.commands.submit", "run a sweep on a Ray cluster as a Ray Job (jobs/*.yaml)"),
+    "jobs": ("harp.commands.jobs", "list, follow and stop the sweeps submitted to a Ray cluster"),
+    "predict": ("harp.commands.predict", "top-5 actions in videos with a trained model (best/, a study cell, a sweep)"),
+    "explain": ("harp.commands.explain", "where the model looked: Grad-CAM / attention rollout over the sampled frames, as a PNG"),
+    "serve": ("harp.commands.serve", "an HTTP service for a trained model on Ray Serve (upload page + POST /predict)"),
 }
 
 

@@ -10,42 +10,56 @@ Examples:
   harp sweep sweep.num_samples=20 sweep.searcher=random wandb.mode=disabled
   harp sweep sweep.searcher=nsga2 'sweep.objectives=[gflops:min]'
   harp sweep --resume runs/default-20261122-021500      # continue an interrupted sweep
+  harp sweep --resume-if-exists --space default sweep.name=nightly   # a resubmitted job continues
+
+A sweep directory holds one sweep: a second `harp sweep` into it refuses (while the first runs,
+and after), `--resume` continues it. Ctrl-C (SIGINT) or SIGTERM stops a sweep cleanly: the
+trials keep their checkpoints, nothing is exported, and `--resume` continues it later.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-import os
+import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from harp.cluster.job_env import check_job_paths
+from harp.cluster.resources import check_trials_fit, node_capacities, worker_counts
 from harp.config.flags import add_hydra_flags, refuse_multirun, show_job_config
+from harp.config.load import load_config, to_dict
 from harp.config.schema import HarpConfig
 from harp.errors import ConfigError
-from harp.export import export_sweep
+from harp.export.cells import study_layout
+from harp.tune.checks import check_sweep
+from harp.tune.interrupt import SweepInterrupted, stop_on_signals
+from harp.tune.params import PATH_KEYS, SOURCE_KEY, anchored
 from harp.tune.space import SearchSpace, base_config, describe_space, find_space, load_space
-from harp.tune.sweep_dir import SweepPaths, read_sweep
+from harp.tune.sweep_dir import SweepPaths, directory_size, format_size, read_sweep, record_resume_changes, sweep_differences
 
 log = logging.getLogger("harp.tune")
 
 DEFAULT_SPACE = "search_spaces/default.yaml"
-_PATH_KEYS = (("data", "root"), ("data", "manifest"), ("data", "annotations"), ("train", "output_dir"))
+_PATH_KEYS = (*PATH_KEYS, "train.output_dir", SOURCE_KEY)
 
 
 def absolutise_paths(cfg: HarpConfig) -> None:
-    """Trials run in Ray worker processes (maybe elsewhere): relative data/output paths are made
-    absolute against the directory `harp sweep` was started from."""
-    for section, key in _PATH_KEYS:
-        value = getattr(getattr(cfg, section), key)
-        if value and "://" not in value and not os.path.isabs(value):
-            setattr(getattr(cfg, section), key, str(Path(value).resolve()))
+    """Trials run in Ray worker processes (maybe elsewhere): relative data/output paths and a
+    relative ``file:`` pretraining source are made absolute against the directory `harp sweep`
+    was started from."""
+    for dotted in _PATH_KEYS:
+        section, key = dotted.split(".")
+        node = getattr(cfg, section)
+        setattr(node, key, anchored(dotted, getattr(node, key), Path.cwd()))
 
 
-def _print_header(cfg: HarpConfig, space: SearchSpace, paths: SweepPaths) -> None:
-    print(f"harp sweep {cfg.sweep.name}: {space.description or space.name}")
+def _print_header(cfg: HarpConfig, space: SearchSpace, paths: SweepPaths, resume: bool) -> None:
+    print(f"harp sweep {cfg.sweep.name}: {space.description or space.name}{' (resumed)' if resume else ''}")
     print(f"  space {space.path or space.name}: {cfg.sweep.num_samples} trials, searcher={cfg.sweep.searcher}, "
           f"scheduler={cfg.sweep.scheduler}, metric={cfg.sweep.metric} ({cfg.sweep.mode}), "
           f"{cfg.sweep.max_concurrent_trials} at a time")
@@ -53,34 +67,104 @@ def _print_header(cfg: HarpConfig, space: SearchSpace, paths: SweepPaths) -> Non
     print(f"  sweep directory: {paths.root}")
 
 
-def main(argv: list[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harp sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", default=None, help=f"search-space YAML (default: {DEFAULT_SPACE})")
-    parser.add_argument("--resume", metavar="SWEEP_DIR", default=None, help="continue the sweep in this directory")
+    parser.add_argument("--resume", metavar="SWEEP_DIR", default=None,
+                        help="continue the sweep in this directory (--space/overrides, if given, must match it)")
+    parser.add_argument("--resume-if-exists", action="store_true",
+                        help="continue the sweep in sweep.output_dir/sweep.name if it holds one, else start it "
+                             "(what a Ray Job entrypoint wants: a resubmitted job continues its sweep)")
+    parser.add_argument("--allow-changes", action="store_true",
+                        help="resume even though the base config differs from the sweep's (the new values apply to "
+                             "the trials still to run)")
     parser.add_argument("--no-export", action="store_true", help="skip the evaluation and export at the end")
     parser.add_argument("--quiet", action="store_true", help="no Tune progress table")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. sweep.num_samples=16 data.root=/data/UCF-101")
     add_hydra_flags(parser)
-    args = parser.parse_args(argv)
-    refuse_multirun(args)
+    return parser
 
-    started = time.time()
-    if args.resume:
-        if args.space or args.overrides:
-            raise ConfigError("--resume continues a sweep exactly as it was started: drop --space and the overrides")
-        cfg, space, paths = read_sweep(args.resume)
-        if not paths.has_tune_state():
-            raise ConfigError(f"{args.resume} holds no Tune state to resume")
-        cfg.sweep.output_dir = str(paths.root.parent)
-        raw_space: dict[str, Any] = {}
-    else:
-        space_file = find_space(args.space or DEFAULT_SPACE)
-        space = load_space(space_file)
-        cfg = base_config(space, args.overrides)
-        if show_job_config(args, cfg):  # --cfg job: the sweep's base config, nothing run
-            return 0
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_intermixed_args(argv)  # options may follow overrides: `harp sweep a=b --quiet c=d`
+    refuse_multirun(args)
+    if args.resume and args.resume_if_exists:
+        raise ConfigError("pass either --resume SWEEP_DIR or --resume-if-exists, not both")
+    with stop_on_signals():
+        try:
+            return _sweep(args)
+        except SweepInterrupted as exc:
+            print(f"harp sweep: interrupted ({exc}) before the sweep ran or after it ended; nothing exported", file=sys.stderr)
+            return exc.exit_code
+
+
+def _fresh_config(args: argparse.Namespace) -> tuple[HarpConfig, SearchSpace, dict[str, Any]]:
+    """The base config, space and raw space file a fresh start (or --resume-if-exists) is given."""
+    space_file = find_space(args.space or DEFAULT_SPACE)
+    space = load_space(space_file)
+    cfg = base_config(space, args.overrides)
+    # Inside a Ray Job a relative path would land in Ray's package cache and be lost: refused here,
+    # before absolutise_paths makes it absolute against that cache.
+    check_job_paths(cfg, space.params)
+    absolutise_paths(cfg)
+    return cfg, space, yaml.safe_load(space_file.read_text()) or {}
+
+
+def _resume_config(args: argparse.Namespace) -> tuple[HarpConfig, SearchSpace, dict[str, Any], SweepPaths]:
+    """--resume DIR: the directory's config and space, or those given (to be compared with them)."""
+    stored_cfg, stored_space, paths = read_sweep(args.resume)
+    stored_raw = dict(json.loads(paths.sweep_file.read_text()).get("space") or {})
+    if args.space:
+        cfg, space, raw = _fresh_config(args)
+    elif args.overrides:
+        cfg, space, raw = load_config(args.overrides, layer=to_dict(stored_cfg)), stored_space, stored_raw
         absolutise_paths(cfg)
-        raw_space = yaml.safe_load(space_file.read_text()) or {}
+    else:
+        cfg, space, raw = stored_cfg, stored_space, stored_raw
+    cfg.sweep.output_dir = str(paths.root.parent)
+    cfg.sweep.name = paths.root.name
+    return cfg, space, raw, paths
+
+
+def _check_resume(args: argparse.Namespace, cfg: HarpConfig, raw: dict[str, Any], paths: SweepPaths) -> None:
+    """A resume continues the sweep the directory holds: its space, and its base config unless
+    --allow-changes (then the changes are recorded in sweep.json)."""
+    differences = sweep_differences(paths, cfg, raw)
+    if differences.params:
+        raise ConfigError(
+            f"{paths.root} was started with other search-space params ({', '.join(differences.params)} differ); "
+            "a resumed sweep keeps its space: drop --space to continue it, or pick another sweep.name"
+        )
+    if differences.fixed_settings:
+        raise ConfigError(
+            f"{paths.root} was started with other sweep settings ({differences.describe()}); "
+            "Tune's saved state keeps them, so a resume cannot change them: drop those overrides, or pick another sweep.name"
+        )
+    if not differences.config:
+        return
+    if not args.allow_changes:
+        raise ConfigError(
+            f"{paths.root} was started with another base config ({differences.describe()}); "
+            "resume with its own (drop the overrides), pass --allow-changes to use the new values for the trials "
+            "still to run, or pick another sweep.name"
+        )
+    print(f"resuming with changes (--allow-changes): {differences.describe()}")
+    record_resume_changes(paths, cfg, differences)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    started = time.time()
+    resume = bool(args.resume)
+    if resume:
+        cfg, space, raw_space, _ = _resume_config(args)
+    else:
+        cfg, space, raw_space = _fresh_config(args)
+        if args.resume_if_exists and not cfg.sweep.name:
+            raise ConfigError("--resume-if-exists needs sweep.name: the directory sweep.output_dir/sweep.name to continue")
+    check_sweep(cfg, space)  # before any data or Ray: a bad space, metric or name is one line at once
+    study_layout(cfg)  # and a study's group_by / table layout
+    if show_job_config(args, cfg):  # --cfg job: the sweep's base config, nothing run
+        return 0
 
     from harp.data.manifest import ensure_manifest  # pandas: not for `harp sweep --help`
 
@@ -88,24 +172,42 @@ def main(argv: list[str]) -> int:
     print(f"data: {cfg.data.format} at {cfg.data.root} (manifest {manifest})")
 
     # Ray and wandb take seconds to import: `harp sweep --help` and a bad override should not wait
+    from harp.tune.lock import sweep_lock
     from harp.tune.ray_session import ray_session
-    from harp.tune.tuner import prepare_sweep, run_sweep
+    from harp.tune.sweep_dir import check_sweep_dir
+    from harp.tune.tuner import can_resume, prepare_sweep, run_sweep
     from harp.tune.wandb_logging import resolve_mode, sync_hint
 
     cfg, paths = prepare_sweep(cfg, space)
-    _print_header(cfg, space, paths)
-    with ray_session(cfg):
-        outcome = run_sweep(cfg, space, raw_space=raw_space, verbose=0 if args.quiet else 1)
+    with sweep_lock(paths.root):  # held from here: a second sweep into the directory refuses before starting Ray
+        restorable = can_resume(paths)
+        if args.resume_if_exists:
+            resume = restorable
+            print(f"sweep directory {paths.root} {'holds a sweep: continuing it' if resume else 'holds none: starting it'}")
+        check_sweep_dir(paths, resume=resume, restorable=restorable)
+        if resume and (args.space or args.overrides):
+            _check_resume(args, cfg, raw_space, paths)
+        _print_header(cfg, space, paths, resume)
+        with ray_session(cfg):
+            # a trial no node can hold would wait forever in Ray's queue: one line instead
+            check_trials_fit(cfg, worker_counts(space.params, cfg.train.num_workers), node_capacities())
+            outcome = run_sweep(cfg, space, raw_space=raw_space, resume=resume, verbose=0 if args.quiet else 1)
+    if outcome.interrupted is not None:
+        finished = outcome.results.num_terminated + outcome.results.num_errors
+        print(f"\ninterrupted: {finished} of {cfg.sweep.num_samples} trials finished; resume with harp sweep --resume {outcome.paths.root}")
+        print(f"  (no best/ from a partial sweep; `harp export {outcome.paths.root}` writes one from the trials so far)")
+        return 128 + outcome.interrupted
+
     results = [outcome.results[i] for i in range(len(outcome.results))]  # a ResultGrid indexes, typed without __iter__
     errors = [r for r in results if r.error is not None]
     print(f"\nsweep finished in {time.time() - started:.0f} s: {len(results)} trials, {len(errors)} with errors")
-    for result in errors[:5]:
-        print(f"  trial {result.path.rsplit('/', 1)[-1]}: {str(result.error).splitlines()[0][:200]}")
+    _print_errors(errors)
 
     wandb_mode = resolve_mode(cfg.wandb.mode)
     if not args.no_export:
         _export_and_report(cfg, outcome.paths, wandb_mode)
-    print(f"\nsweep directory: {outcome.paths.root}")
+    print(f"\nsweep directory: {outcome.paths.root} ({format_size(directory_size(outcome.paths.root))}; "
+          f"`harp clean {outcome.paths.root}` keeps only each trial's best checkpoint)")
     print(f"  Optuna study:  {cfg.sweep.optuna_storage or 'sqlite:///' + str(outcome.paths.optuna_db)} "
           f"(study '{cfg.sweep.name}'; optuna-dashboard <storage>)")
     print(f"  Tune results:  {outcome.paths.tune}")
@@ -117,8 +219,24 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _print_errors(errors: list[Any]) -> None:
+    """One line per failed trial (at most five): its cause, not Ray's wrapper."""
+    from harp.tune.results import error_line
+
+    for result in errors[:5]:
+        trial = re.search(r"_([0-9a-f]{5,})_\d+", Path(result.path).name)  # harp_trial_<id>_<n>_<params>
+        print(f"  trial {trial.group(1) if trial else Path(result.path).name}: {(error_line(result.error) or 'error')[:300]}")
+
+
 def _export_and_report(cfg: HarpConfig, paths: SweepPaths, wandb_mode: str) -> None:
+    from harp.export import export_sweep  # torch and pandas: only once the sweep has run
+
     summary = export_sweep(paths.root)
+    if summary.get("cells") is not None:  # a study: one best trial per cell, in a table
+        print(f"\n{summary['table']}")
+        print(f"exported: {summary['table_md']}, {summary['table_csv']}, one folder per cell under {summary['best_dir']}/")
+        print(f"retrain a cell: harp train --config {summary['best_dir']}/<cell>/config.yaml")
+        return
     print(f"\nbest trial {summary['trial_id']} (best checkpoint: epoch {summary.get('checkpoint_epoch')}, "
           f"{cfg.sweep.metric}={summary['val'].get(cfg.sweep.metric, float('nan')):.4f} on val)")
     print("best config (the sampled values; full config in best/config.yaml):")
