@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -350,7 +350,7 @@ class WandbCallback(Callback):
         if found is None:
             return
         names, matrix = found
-        rows = [[names[i], names[j], int(matrix[i][j])] for i in range(len(names)) for j in range(len(names))]
+        rows: list[Iterable[Any]] = [[names[i], names[j], int(matrix[i][j])] for i in range(len(names)) for j in range(len(names))]
         run.log({"val_confusion": wandb.Table(columns=["actual", "predicted", "count"], data=rows)})
         run.summary["val_confusion_matrix"] = [[int(v) for v in row] for row in matrix]
 
