@@ -12,7 +12,9 @@ parameter names are exactly the Hugging Face ones (``timesformer.*``, ``vivit.*`
   ``fc_norm`` for VideoMAE).
 
 Attention: ViViT and VideoMAE run PyTorch SDPA (``attn_implementation="sdpa"``); TimeSformer's
-transformers class has eager attention only. TimeSformer is configured with
+transformers class has eager attention only, so harp swaps its self-attention module for one on
+SDPA with the same parameters (``harp.models.timesformer_sdpa``; ``model.options.attn_implementation=eager``
+keeps transformers' own). TimeSformer is configured with
 ``attention_type="divided_space_time"`` (temporal attention over the T tokens of one patch, then
 spatial attention over the patches of one frame, per block; 000/001), which
 ``tests/models/test_timesformer.py`` checks against a hand computation.
@@ -42,6 +44,7 @@ from transformers import (
 
 from harp.errors import ConfigError
 from harp.models.spec import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD, BuildArgs, FamilySpec, SizePreset
+from harp.models.timesformer_sdpa import ATTENTION_KINDS, set_timesformer_attention
 
 logger = logging.getLogger(__name__)
 
@@ -128,16 +131,20 @@ def _config_kwargs(args: BuildArgs, patch: int) -> dict[str, Any]:
 
 
 def build_timesformer(args: BuildArgs) -> TimesformerClassifier:
+    """TimeSformer with its divided attention on PyTorch SDPA (``model.options.attn_implementation``
+    ``sdpa``, the default: faster, same weights and logits; ``harp.models.timesformer_sdpa``) or
+    on transformers' own eager attention (``eager``)."""
     patch = _patch(args)
-    if args.options.get("attn_implementation", "eager") != "eager":
-        raise ConfigError("timesformer: transformers' TimeSformer has eager attention only (model.options.attn_implementation=eager)")
+    kind = str(args.options.get("attn_implementation", "sdpa"))
+    if kind not in ATTENTION_KINDS:
+        raise ConfigError(f"timesformer: model.options.attn_implementation={kind!r}; choose one of {', '.join(ATTENTION_KINDS)}")
     config = TimesformerConfig(
         patch_size=patch,
         attention_type="divided_space_time",
-        attn_implementation="eager",  # the only one transformers' TimeSformer has
+        attn_implementation="eager",  # the only one transformers' TimeSformer class accepts; SDPA is swapped in below
         **_config_kwargs(args, patch),
     )
-    return TimesformerClassifier(config)
+    return set_timesformer_attention(TimesformerClassifier(config), kind)  # type: ignore[return-value]
 
 
 def _patch(args: BuildArgs) -> int:

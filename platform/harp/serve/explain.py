@@ -31,6 +31,7 @@ from torch import nn
 from harp.data.transforms import to_model_input
 from harp.errors import HarpError
 from harp.models import get_family
+from harp.models.timesformer_sdpa import SdpaTimesformerSelfAttention, set_timesformer_attention
 from harp.train.checkpoint import ModelCard
 
 MIN_MAP_SIDE = 4  # the narrowest feature map Grad-CAM can still place heat on
@@ -147,12 +148,17 @@ def _divided_rollout(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, t
     for layer in backbone.encoder.layer:
         handles.append(layer.temporal_attention.attention.attn_drop.register_forward_hook(lambda m, i, o: temporal.append(o.detach())))
         handles.append(layer.attention.attention.attn_drop.register_forward_hook(lambda m, i, o: spatial.append(o.detach())))
-    try:
-        with torch.inference_mode():
-            logits = model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with _EAGER_SWITCH:  # SDPA never materialises the probabilities: one pass on eager attention
+        was_sdpa = any(isinstance(m, SdpaTimesformerSelfAttention) for m in model.modules())
+        set_timesformer_attention(model, "eager")
+        try:
+            with torch.inference_mode():
+                logits = model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+            if was_sdpa:
+                set_timesformer_attention(model, "sdpa")
     frames = int(config.num_frames)
     side = int(config.image_size) // int(config.patch_size)
     patches = side * side
