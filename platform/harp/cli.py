@@ -16,6 +16,7 @@ from harp.errors import HarpError
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("harp.commands.data", "synthesise, index, prepare and inspect video data sets"),
     "models": ("harp.commands.models", "list model families (params, GFLOPs, sources); fetch weights"),
+    "pretrain": ("harp.commands.pretrain", "build a pretraining source here (synthetic-src) into the weights cache"),
     "config": ("harp.commands.config", "print the resolved config or the list of valid keys"),
     "train": ("harp.commands.train", "train one configuration (Ray Train; `--config best/config.yaml`)"),
     "sweep": ("harp.commands.sweep", "run a hyperparameter sweep (Ray Tune + Optuna + ASHA + W&B)"),

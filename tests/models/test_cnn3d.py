@@ -61,7 +61,7 @@ def test_cnn3d_attention_base_is_the_paper_configuration():
     assert dropouts and all(p == 0.25 for p in dropouts)
     # Dense layers follow the pooled features: 64 channels x (2 x 4 x 4) grid -> 512 -> 256 -> 101.
     assert model.dense[0].in_features == 64 * 2 * 4 * 4 and model.fc.out_features == 101
-    assert resolved.spec.pretrained_sources == ()  # from scratch in the paper
+    assert resolved.spec.pretrained_sources == ("synthetic-src",)  # from scratch in the paper; synthetic-src is built here
 
 
 def test_cnn3d_attention_any_clip_size_and_unknown_option():

@@ -16,7 +16,7 @@ from harp.models.flops import count_flops, count_params, model_cost
 from harp.models.spec import FamilySpec
 from harp.papers import PAPERS
 
-NAMED_SOURCES = {"imagenet", "kinetics400", "kinetics600", "ssv2", "res2net50"}
+NAMED_SOURCES = {"imagenet", "kinetics400", "kinetics600", "ssv2", "res2net50", "synthetic-src"}  # synthetic-src: built here
 ISSUE_FAMILIES = {
     "timesformer", "vivit", "videomae", "c3d", "r3d", "r2plus1d", "i3d", "i3d_nonlocal", "cnn3d_attention",
     "tsn", "tsm", "tea", "late_fusion", "lrcn", "mdt",

@@ -4,8 +4,9 @@ From Shrestha et al. 2021 ("3D Convolutional with Attention for Action
 Recognition"): a 3D conv of 64 channels followed by ReLU extracts spatio-temporal features; an
 attention layer (a sigmoid gate computed from those features) is multiplied in element-wise; a 3D
 average pooling follows; then dense layers with ReLU and dropout 0.25 predict the class of a 16-frame
-112x112 clip. Trained from scratch (Adam 1e-4) in the paper, so the family has no named pretraining
-source (``file:``/``hf:`` still work).
+112x112 clip. Trained from scratch (Adam 1e-4) in the paper, so the family has no downloadable
+pretraining source; ``synthetic-src`` (built here by ``harp pretrain``, ``harp.train.pretrain``) and
+``file:``/``hf:`` work.
 
 The paper gives no kernel or pooling sizes: the conv is 3x3x3 (stride 1, padding 1), the gate is a
 1x1x1 conv + sigmoid over the 64 feature channels (so each channel/position gets its own weight in
@@ -100,7 +101,7 @@ CNN3D_ATTENTION = FamilySpec(
     mean=KINETICS_MEAN,
     std=KINETICS_STD,
     default_dropout=0.25,
-    pretrained_sources=(),  # trained from scratch in the paper
+    pretrained_sources=("synthetic-src",),  # trained from scratch in the paper; synthetic-src is built locally
     head_prefixes=("fc.",),
     explain_layers=("conv",),
 )

@@ -7,11 +7,14 @@ A source is one of
 - ``hf:REPO_OR_DIR``: a Hugging Face model directory (``save_pretrained`` output) or a hub repo id;
 - a named source the family declares (``imagenet``, ``kinetics400``, ``kinetics600``, ``ssv2``),
   mapped by ``spec.hub_checkpoints`` to a hub repo id or to an https URL of a torch weights file
-  (e.g. torchvision's), cached under ``$TORCH_HOME/hub/checkpoints/<original file name>``.
+  (e.g. torchvision's), cached under ``$TORCH_HOME/hub/checkpoints/<original file name>``;
+- a named source harp builds on this machine (``synthetic-src``, ``harp.models.built_sources``),
+  cached under ``$TORCH_HOME/hub/checkpoints/harp-<source>/`` by ``harp pretrain``.
 
 Loading never touches the network: a hub source that is not in the local cache fails at once with
 how to fetch it (``harp models fetch SOURCE --family F`` on a connected machine, then copy the
-cache to ``$HF_HOME`` / ``$TORCH_HOME``, or point ``hf:``/``file:`` at a local copy).
+cache to ``$HF_HOME`` / ``$TORCH_HOME``, or point ``hf:``/``file:`` at a local copy); a built
+source that is not there fails with how to build it (``harp pretrain``).
 
 Matching (``load_pretrained``): ``spec.convert_state_dict`` first (e.g. 2D -> 3D inflation,
 position-embedding resizing); weights whose first layer reads BGR (``input_channels="bgr"``, from
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +43,7 @@ import torch
 from torch import nn
 
 from harp.errors import HarpError
+from harp.models.built_sources import architecture_key, build_hint, built_source_file, is_built_source
 from harp.models.spec import FamilySpec
 
 logger = logging.getLogger(__name__)
@@ -98,6 +103,8 @@ def hub_target(spec: FamilySpec, source: str, model: nn.Module | None = None) ->
     fits its options, e.g. the ImageNet ResNet-152 for a depth-152 backbone, when the family says)."""
     if source not in spec.pretrained_sources:
         raise _not_available(spec, source)
+    if is_built_source(source):
+        raise PretrainedError(f"{source} is built on this machine, not downloaded: {build_hint(source, spec.name)}")
     chosen = spec.checkpoint_for(source, model) if (model is not None and spec.checkpoint_for is not None) else None
     target = chosen or spec.hub_checkpoints.get(source)
     if not target:
@@ -105,6 +112,19 @@ def hub_target(spec: FamilySpec, source: str, model: nn.Module | None = None) ->
             f"{spec.name} declares source {source!r} but no checkpoint location for it; use file:PATH or hf:REPO_OR_DIR"
         )
     return target
+
+
+def built_source_path(spec: FamilySpec, source: str, model: nn.Module | None, *, must_exist: bool = True) -> Path:
+    """The cached weights of a built source (``harp.models.built_sources``) for ``model``'s architecture;
+    with ``must_exist``, a missing file is one line saying how to build it."""
+    if model is None:
+        raise PretrainedError(f"{source} is stored per architecture: load it into a built {spec.name} model")
+    path = built_source_file(source, spec.name, architecture_key(model, tuple(spec.head_prefixes)), torch_checkpoint_dir())
+    if must_exist and not path.is_file():
+        raise PretrainedError(
+            f"{spec.name} {source} weights for this architecture are not in the local cache ({path}): {build_hint(source, spec.name)}"
+        )
+    return path
 
 
 def _fetch_hint(spec: FamilySpec, source: str, target: str) -> str:
@@ -260,6 +280,8 @@ def read_source(source: str, spec: FamilySpec, model: nn.Module | None = None) -
                 f"{target}`), then copy the cache to $HF_HOME here, or use hf:/path/to/a/local/copy"
             )
         return read_weights_dir(snapshot, model)
+    if is_built_source(source) and source in spec.pretrained_sources:
+        return read_weights_file(built_source_path(spec, source, model)), []
     target = hub_target(spec, source, model)
     if is_url(target):
         cached = url_cache_path(target)
@@ -418,6 +440,16 @@ def load_pretrained(
         )
     result = model.load_state_dict(to_load, strict=False)
     assert not result.unexpected_keys, result.unexpected_keys  # match_state_dict only keeps the model's own keys
-    log = logger.info if report.clean else logger.warning
-    log("%s", report.summary())
+    announce(report)
     return report
+
+
+def announce(report: LoadReport) -> None:
+    """Say what a load did, never silently: to the log when it shows the level (``harp train``),
+    else to stderr (a Ray Tune trial configures no logging; Tune keeps the trial's stderr in its
+    directory and W&B as the run's console, so every trial records which tensors it loaded)."""
+    level = logging.INFO if report.clean else logging.WARNING
+    if logger.isEnabledFor(level) and logger.hasHandlers():
+        logger.log(level, "%s", report.summary())
+    else:
+        print(report.summary(), file=sys.stderr, flush=True)

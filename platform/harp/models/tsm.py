@@ -83,5 +83,6 @@ TSM = imagenet_resnet_spec(
         "tiny": SizePreset(frames=8, frame_size=32, options=TINY_BACKBONE),
         "base": SizePreset(frames=8, frame_size=224, options={"depth": 50}),
     },
+    pretrained_sources=("imagenet", "synthetic-src"),  # synthetic-src: built locally (harp pretrain)
     convert_state_dict=convert_tsm_repo_keys,  # torchvision files, and the TSM reference code's checkpoints
 )
