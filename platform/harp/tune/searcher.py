@@ -18,6 +18,12 @@ only that, plus grid enqueueing and pickling:
 - ``grid`` enqueues every combination once into a fresh study and ends the sweep when none waits;
 - a pickled searcher (Tune's experiment state, ``Tuner.restore``) carries no study: it reconnects
   to the storage on first use, so a resumed sweep reads the database as it is now, not a cache.
+
+What a reader of the study sees (optuna-dashboard, ``study.best_params``): the objectives by
+name (``study.set_metric_names``: ``val_top1``, ``gflops``), and each config key once, under its
+own name, so ``best_params`` are overrides for ``harp config`` / ``harp train`` as they are. A key
+of several alternatives is held with their union (``harp.tune.params``); the study's user attr
+``alternatives`` lists them, and each trial's ``ranges`` says which one it sampled in.
 """
 from __future__ import annotations
 
@@ -34,7 +40,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from harp.errors import ConfigError
 from harp.numbers import Mode, better, is_finite
-from harp.tune.params import SearchSpace
+from harp.tune.params import Param, SearchSpace
 from harp.tune.study import make_sampler, make_storage
 
 log = logging.getLogger("harp.tune")
@@ -113,7 +119,7 @@ class HarpOptunaSearch(OptunaSearch):
             space=space.sample,
             metric=[o.metric for o in self.objectives] if multi else self.objectives[0].metric,
             mode=[o.mode for o in self.objectives] if multi else self.objectives[0].mode,
-            sampler=make_sampler(sampler, seed=seed, num_samples=num_samples, multi_objective=multi),
+            sampler=make_sampler(sampler, seed=seed, num_samples=num_samples, multi_objective=multi, space=space),
             study_name=study_name,
             storage=self.storage,
         )
@@ -123,6 +129,13 @@ class HarpOptunaSearch(OptunaSearch):
             study.set_user_attr("modes", [o.mode for o in self.objectives])
             study.set_user_attr("sampler", sampler)
             study.set_user_attr("search_space", str(space.path or space.name))
+            alternatives = describe_alternatives(space)
+            if alternatives:
+                study.set_user_attr("alternatives", alternatives)
+        if study.metric_names is None:  # optuna-dashboard names the objectives (not "Objective 0")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([o.metric for o in self.objectives])
         if sampler == "grid" and not study.trials:
             # Not OptunaSearch's points_to_evaluate: those are enqueued again on every reconnect.
             for point in space.grid_points():
@@ -165,10 +178,14 @@ class HarpOptunaSearch(OptunaSearch):
             return None
         trial = self._ot_trials[trial_id]
         trial.set_user_attr("tune_trial_id", trial_id)
-        # OptunaSearch's answer also holds every name asked of Optuna (a key's alternatives are
-        # "key#i", list choices JSON strings): replaying the trial's choices through the space gives
-        # the config keys alone, decoded, in sampling order.
+        # OptunaSearch's answer holds the values as Optuna stores them (list choices as JSON
+        # strings): replaying the trial's choices through the space decodes them, in sampling order.
         params = self.space.sample(optuna.trial.FixedTrial(trial.params))
+        chosen = self.space.decoded(trial.params)
+        alternatives = [self.space.alternative_for(key, chosen) for key in chosen if self.space.has_alternatives(key)]
+        ranges = {param.key: _alternative_text(param) for param in alternatives if param is not None}
+        if ranges:  # which of a key's alternatives this trial sampled in (the study holds their union)
+            trial.set_user_attr("ranges", ranges)
         self._progress[trial_id] = _Progress(trial.number, int(params.get("train.epochs", self.planned_epochs)))
         return params
 
@@ -278,4 +295,14 @@ class HarpOptunaSearch(OptunaSearch):
         return orphans
 
 
-__all__ = ["HarpOptunaSearch", "Objective", "parse_objectives"]
+def _alternative_text(param: Param) -> str:
+    return f"{param.describe()} when {param.describe_when()}"
+
+
+def describe_alternatives(space: SearchSpace) -> dict[str, list[str]]:
+    """Each key of several alternatives -> its alternatives as text (``loguniform [0.01, 0.1] when
+    optim.name=sgd``): the study holds the key once, with their union, and says so in a user attr."""
+    return {key: [_alternative_text(p) for p in space.alternatives(key)] for key in space.keys if space.has_alternatives(key)}
+
+
+__all__ = ["HarpOptunaSearch", "Objective", "describe_alternatives", "parse_objectives"]

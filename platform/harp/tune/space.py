@@ -18,7 +18,9 @@ Types: ``loguniform`` / ``uniform`` (low, high), ``int`` (low, high, optional st
 ``categorical`` and ``grid`` (values). ``when`` makes a parameter conditional on earlier
 parameters (a value or a list of values each); a parameter that does not apply is never sampled,
 so it never appears in that trial's config. A key may also take a list of alternatives, each
-with its own ``when`` (the first that holds is sampled), e.g. a data root per data format.
+with its own ``when`` (the first that holds is sampled), e.g. a data root per data format; they
+are of one kind (all categorical/grid, uniform, loguniform or int), as the Optuna study holds the
+key once (``harp.tune.params``).
 ``data`` itself may vary over data preset names (``data: {type: grid, values: [ucf101, hmdb51]}``),
 with ``data.root`` alternatives ``when: {data: ucf101}``; relative data paths among the values
 point from where the space is loaded (``SearchSpace.base_dir``), since trials run elsewhere.
@@ -105,7 +107,7 @@ def _conditions(where: str, key: str, spec: Mapping[str, Any], earlier: dict[str
     return when
 
 
-def _parse_param(where: str, key: str, spec: Any, earlier: dict[str, list[Param]], name: str = "") -> Param:
+def _parse_param(where: str, key: str, spec: Any, earlier: dict[str, list[Param]]) -> Param:
     if not is_known(key):
         section = key.rpartition(".")[0]
         hint = sorted(keys_under(section))
@@ -135,7 +137,7 @@ def _parse_param(where: str, key: str, spec: Any, earlier: dict[str, list[Param]
         unknown = [v for v in values if key == "data" and v not in DATA_PRESETS]
         if unknown:
             raise ConfigError(f"{where}: params.data: {unknown[0]!r} is not a data preset; choose from: {', '.join(sorted(DATA_PRESETS))}")
-        return Param(key=key, type=kind, name=name, values=tuple(values), when=when)
+        return Param(key=key, type=kind, values=tuple(values), when=when)
     low, high = _number(where, key, spec, "low"), _number(where, key, spec, "high")
     if not low < high:
         raise ConfigError(f"{where}: params.{key}: low={low} must be < high={high}")
@@ -148,7 +150,7 @@ def _parse_param(where: str, key: str, spec: Any, earlier: dict[str, list[Param]
             raise ConfigError(f"{where}: params.{key}: int bounds must be integers")
         if step is not None and log:
             raise ConfigError(f"{where}: params.{key}: int takes step or log, not both")
-    return Param(key=key, type=kind, name=name, low=low, high=high, step=int(step) if step else None, log=log, when=when)
+    return Param(key=key, type=kind, low=low, high=high, step=int(step) if step else None, log=log, when=when)
 
 
 def _parse_params(where: str, raw_params: Any, fixed: Mapping[str, Any]) -> list[Param]:
@@ -163,7 +165,7 @@ def _parse_params(where: str, raw_params: Any, fixed: Mapping[str, Any]) -> list
             # Alternatives for one key, each under its own condition (e.g. a data root per format).
             if len(spec) < 2 or not all(isinstance(a, Mapping) and a.get("when") for a in spec):
                 raise ConfigError(f"{where}: params.{key}: a list of alternatives needs two or more entries, each with a 'when'")
-            params[key] = [_parse_param(where, key, alt, params, name=f"{key}#{i}") for i, alt in enumerate(spec)]
+            params[key] = [_parse_param(where, key, alt, params) for alt in spec]
         else:
             params[key] = [_parse_param(where, key, spec, params)]
     return [p for alternatives in params.values() for p in alternatives]

@@ -15,6 +15,8 @@ from harp.errors import ConfigError
 if TYPE_CHECKING:
     import optuna
 
+    from harp.tune.params import SearchSpace
+
 # The samplers `sweep.searcher` may name. ``grid`` is a RandomSampler over a study into which the
 # searcher enqueues every grid point (Optuna's GridSampler cannot follow conditional parameters).
 OPTUNA_SAMPLERS = ("tpe", "random", "grid", "cmaes", "nsga2")
@@ -46,9 +48,22 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
     raise AssertionError("unreachable")
 
 
-def make_sampler(name: str, *, seed: int, num_samples: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    name: str, *, seed: int, num_samples: int, multi_objective: bool, space: SearchSpace | None = None
+) -> optuna.samplers.BaseSampler:
     """The Optuna sampler for ``sweep.searcher``, sized to the sweep: TPE and CMA-ES start with
-    about a third of the trials random (2..10), NSGA-II's population is about half of them (4..50)."""
+    about a third of the trials random (2..10), NSGA-II's population is about half of them (4..50).
+    Given the ``space``, one whose keys have alternatives gets the sampler wrapped so each value
+    lies inside the alternative that applies (``harp.tune.alternatives``)."""
+    sampler = _base_sampler(name, seed=seed, num_samples=num_samples, multi_objective=multi_objective)
+    if space is None or not any(space.has_alternatives(key) for key in space.keys):
+        return sampler
+    from harp.tune.alternatives import AlternativesSampler
+
+    return AlternativesSampler(sampler, space)
+
+
+def _base_sampler(name: str, *, seed: int, num_samples: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
     import optuna
 
     if name not in OPTUNA_SAMPLERS:
