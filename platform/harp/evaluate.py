@@ -42,12 +42,14 @@ def evaluate_checkpoint(
     output_dir: str | Path | None = None,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint_dir`` on ``split`` (default ``eval.split``, i.e. test).
 
     ``cfg`` defaults to the checkpoint's own config.yaml; clips/crops/batch size default to its
     ``eval`` section. Returns the metrics dict (also written to ``output_dir/metrics.json``;
-    ``output_dir`` defaults to ``<checkpoint_dir>/eval-<split>-<N>x<M>``).
+    ``output_dir`` defaults to ``<checkpoint_dir>/eval-<split>-<N>x<M>``). ``progress``: a bar
+    over the batches (None: when stderr is a terminal, so logs and pipes stay clean).
     """
     checkpoint_dir = check_checkpoint_dir(checkpoint_dir)
     cfg = cfg if cfg is not None else read_config(checkpoint_dir)
@@ -83,8 +85,12 @@ def evaluate_checkpoint(
     all_labels: list[torch.Tensor] = []
     all_index: list[torch.Tensor] = []
     skipped, failed = 0, []
+    from tqdm import tqdm
+
+    bar = tqdm(loader, desc=f"evaluate {split} ({num_clips}x{num_crops} views)", unit="batch",
+               disable=None if progress is None else not progress, leave=False)
     with torch.no_grad():
-        for batch in loader:
+        for batch in bar:
             with autocast(device, amp):
                 logits, labels = forward_views(model, batch, device, run.model.mean, run.model.std)
             probs = logits.float().softmax(dim=-1).mean(dim=1)  # average the N x M views per video

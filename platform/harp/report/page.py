@@ -222,16 +222,6 @@ def _open(snap: SweepSnapshot) -> str:
     return "".join(out)
 
 
-def _param_label(snap: SweepSnapshot, optuna_name: str) -> str:
-    """A study parameter as the space file names it: one of a key's alternative ranges
-    (``optim.lr#1``) shows the condition it applies under."""
-    for param in snap.space.params:
-        if param.optuna_name == optuna_name and param.name and param.name != param.key:
-            when = ", ".join(f"{k}={'|'.join(map(str, v))}" for k, v in param.when.items())
-            return f"{param.key} ({when})" if when else param.key
-    return optuna_name
-
-
 def build_report(sweep_dir: str | Path, output: str | Path | None = None) -> Report:
     """Write ``report.html`` and ``figures/*.png`` for a sweep (running, finished or failed) into
     ``output`` (default ``<sweep>/report``); returns what was written and what is missing."""
@@ -245,7 +235,7 @@ def build_report(sweep_dir: str | Path, output: str | Path | None = None) -> Rep
     body["parallel"] = writer.figure("parallel_coordinates", figures.parallel_coordinates(snap))
     study = snap.study
     scores, how = param_importances(study) if study is not None else ({}, "the Optuna study is not readable yet")
-    body["importance"] = writer.figure("param_importances", figures.importances({_param_label(snap, k): v for k, v in scores.items()}, how))
+    body["importance"] = writer.figure("param_importances", figures.importances(scores, how))
     body["curves"] = writer.figure("learning_curves", figures.learning_curves(snap))
     gflops, source = costs.trial_gflops(snap) if snap.rows else ({}, "")
     on_front, front_label = costs.front(snap, gflops) if gflops else (set(), "")

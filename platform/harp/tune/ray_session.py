@@ -40,6 +40,11 @@ from harp.tune.leftovers import SESSION_ENV, TEMP_PREFIX, TEMP_ROOT, end_leftove
 # Environment variables never copied into a Ray runtime env (Tune's ENV_VARS_TO_PROPAGATE).
 SECRET_ENV_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
 _SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# Ray 2.60 turns token authentication on for every new local instance and says so in a warning
+# ("Token authentication is enabled for this Ray cluster ..."), from this module's logger, whose
+# only other message (authentication off) is not for a new local instance. Setting RAY_AUTH_MODE
+# would skip the warning but also Ray's refresh of the config it already read at import.
+_TOKEN_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
 def _free_port() -> int:
@@ -75,6 +80,18 @@ def _single_node_addresses() -> Iterator[None]:
             yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """Logger ``name`` at ERROR for the block."""
+    logger = logging.getLogger(name)
+    saved = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(saved)
 
 
 @contextlib.contextmanager
@@ -150,7 +167,7 @@ def ray_session(cfg: HarpConfig, *, num_cpus: int | None = None, num_gpus: int |
             num_gpus=num_gpus,
         )
         with _no_secret_propagation():
-            with _single_node_addresses(), _environment({SESSION_ENV: str(temp_dir), "TMPDIR": str(scratch)}):
+            with _single_node_addresses(), _environment({SESSION_ENV: str(temp_dir), "TMPDIR": str(scratch)}), _quiet_logger(_TOKEN_SETUP_LOGGER):
                 _init(kwargs)
             try:
                 yield
