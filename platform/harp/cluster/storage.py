@@ -9,10 +9,18 @@ Endpoints and credentials come from the environment, as pyarrow and the cloud SD
 (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_PROFILE``,
 ``GOOGLE_APPLICATION_CREDENTIALS``): a key inside the URI would be copied into ``sweep.json``, job
 specs and logs, so it is refused. Every problem is one ``ConfigError`` line naming the key.
+(pyarrow pickles a filesystem with its endpoint but without credentials, so Ray's trial processes
+find their own in the environment too.)
+
+What an object store cannot hold (a SQLite study, a lock, W&B's local files) lives on the driver, in
+``driver_dir``: ``$HARP_STATE_DIR`` (default ``$XDG_STATE_HOME/harp``, i.e. ``~/.local/state/harp``).
 """
 from __future__ import annotations
 
+import os
+import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +32,7 @@ if TYPE_CHECKING:
     import pyarrow.fs
 
 KEY = "sweep.output_dir"
+STATE_DIR_VAR = "HARP_STATE_DIR"
 _BUCKET_SCHEMES = ("s3", "gs", "gcs")
 
 
@@ -54,6 +63,85 @@ class StorageLocation:
         """One line for a sweep's start: where Tune's results and checkpoints go."""
         kind = type(self.filesystem).__name__
         return f"{self.value} ({'local or shared file system' if self.is_local else kind})"
+
+    def uri(self, *parts: str) -> str:
+        """How a person names a path below this location: the value it came from, extended."""
+        return "/".join([self.value.rstrip("/"), *(p.strip("/") for p in parts)]) if parts else self.value
+
+    def child(self, *parts: str) -> StorageLocation:
+        return StorageLocation(self.filesystem, self.join(*parts), self.uri(*parts))
+
+    # -- reading and writing through the filesystem ---------------------------------------------
+    def _type(self, *parts: str) -> pyarrow.fs.FileType:
+        return self.filesystem.get_file_info(self.join(*parts) if parts else self.path).type
+
+    def exists(self, *parts: str) -> bool:
+        import pyarrow.fs
+
+        return self._type(*parts) != pyarrow.fs.FileType.NotFound
+
+    def is_file(self, *parts: str) -> bool:
+        import pyarrow.fs
+
+        return self._type(*parts) == pyarrow.fs.FileType.File
+
+    def read_bytes(self, *parts: str) -> bytes:
+        with self.filesystem.open_input_stream(self.join(*parts)) as stream:
+            return bytes(stream.readall())
+
+    def read_text(self, *parts: str) -> str:
+        return self.read_bytes(*parts).decode("utf-8")
+
+    def write_bytes(self, data: bytes, *parts: str) -> None:
+        target = self.join(*parts)
+        if self.is_local:  # an object store has no directories to make
+            self.filesystem.create_dir(target.rpartition("/")[0], recursive=True)
+        with self.filesystem.open_output_stream(target) as out:
+            out.write(data)
+
+    def write_text(self, text: str, *parts: str) -> None:
+        self.write_bytes(text.encode("utf-8"), *parts)
+
+    def delete(self, *parts: str) -> None:
+        """Remove a file or a directory tree below this location (nothing when it is missing)."""
+        import pyarrow.fs
+
+        kind = self._type(*parts)
+        if kind == pyarrow.fs.FileType.Directory:
+            self.filesystem.delete_dir(self.join(*parts))
+        elif kind != pyarrow.fs.FileType.NotFound:
+            self.filesystem.delete_file(self.join(*parts))
+
+    def upload(self, local: Path, *parts: str) -> None:
+        """Copy a local file or directory tree to ``parts`` below this location (pyarrow's copy_files)."""
+        import pyarrow.fs
+
+        target = self.join(*parts)
+        if self.is_local and local.is_dir():
+            self.filesystem.create_dir(target, recursive=True)
+        elif self.is_local:
+            self.filesystem.create_dir(target.rpartition("/")[0], recursive=True)
+        pyarrow.fs.copy_files(str(local), target, source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=self.filesystem)
+
+    def download(self, local: Path, *parts: str) -> None:
+        """Copy a file or directory tree below this location to the local path ``local``."""
+        import pyarrow.fs
+
+        local.parent.mkdir(parents=True, exist_ok=True)
+        if self._type(*parts) == pyarrow.fs.FileType.Directory:
+            local.mkdir(parents=True, exist_ok=True)
+        pyarrow.fs.copy_files(self.join(*parts), str(local), source_filesystem=self.filesystem, destination_filesystem=pyarrow.fs.LocalFileSystem())
+
+    def files(self, *parts: str) -> Iterator[pyarrow.fs.FileInfo]:
+        """Every file below ``parts`` (recursively); nothing when it is missing."""
+        import pyarrow.fs
+
+        selector = pyarrow.fs.FileSelector(self.join(*parts) if parts else self.path, recursive=True, allow_not_found=True)
+        return (info for info in self.filesystem.get_file_info(selector) if info.type == pyarrow.fs.FileType.File)
+
+    def size(self, *parts: str) -> int:
+        """Bytes in the files below ``parts``."""
+        return sum(int(info.size or 0) for info in self.files(*parts))
 
 
 def redacted(value: str) -> str:
@@ -117,4 +205,19 @@ def check_writable(location: StorageLocation) -> None:
         raise _fail(location.value, "a probe file read back different bytes", "check the storage's consistency settings")
 
 
-__all__ = ["KEY", "StorageLocation", "check_writable", "is_uri", "redacted", "resolve_output_dir"]
+def _safe(part: str) -> str:
+    part = re.sub(r"[^A-Za-z0-9._=-]+", "_", part)
+    return "_" if part in ("", ".", "..") else part
+
+
+def driver_dir(location: StorageLocation) -> Path:
+    """This machine's own directory for a sweep directory on remote storage: what an object store
+    cannot hold (the SQLite study, the lock, W&B's local files). ``$HARP_STATE_DIR`` (default
+    ``$XDG_STATE_HOME/harp``, ``~/.local/state/harp``), then ``sweeps/<filesystem>/<bucket>/<prefix>``:
+    the same sweep gets the same directory every time this machine drives it."""
+    base = os.environ.get(STATE_DIR_VAR) or os.path.join(os.environ.get("XDG_STATE_HOME") or "~/.local/state", "harp")
+    parts = [_safe(p) for p in location.path.split("/") if p]
+    return Path(base).expanduser().resolve().joinpath("sweeps", _safe(location.filesystem.type_name), *parts)
+
+
+__all__ = ["KEY", "STATE_DIR_VAR", "StorageLocation", "check_writable", "driver_dir", "is_uri", "redacted", "resolve_output_dir"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -40,7 +41,8 @@ from harp.tune.checks import check_sweep
 from harp.tune.interrupt import SweepInterrupted, stop_on_signals
 from harp.tune.params import PATH_KEYS, SOURCE_KEY, anchored
 from harp.tune.space import SearchSpace, base_config, describe_space, find_space, load_space
-from harp.tune.sweep_dir import SweepPaths, directory_size, format_size, read_sweep, record_resume_changes, sweep_differences
+from harp.tune.study_copy import study_line
+from harp.tune.sweep_dir import SWEEP_FILE, TUNE_DIR, SweepPaths, directory_size, format_size, read_sweep, record_resume_changes, sweep_differences
 
 log = logging.getLogger("harp.tune")
 
@@ -64,7 +66,8 @@ def _print_header(cfg: HarpConfig, space: SearchSpace, paths: SweepPaths, resume
           f"scheduler={cfg.sweep.scheduler}, metric={cfg.sweep.metric} ({cfg.sweep.mode}), "
           f"{cfg.sweep.max_concurrent_trials} at a time")
     print(describe_space(space))
-    print(f"  sweep directory: {paths.root}")
+    print(f"  sweep directory: {paths.describe()}")
+    print(f"  {study_line(cfg, paths)}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,7 +82,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="resume even though the base config differs from the sweep's (the new values apply to "
                              "the trials still to run)")
     parser.add_argument("--no-export", action="store_true", help="skip the evaluation and export at the end")
-    parser.add_argument("--quiet", action="store_true", help="no Tune progress table")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no Tune progress table: the header, one line per finished trial (one updating line on a terminal) "
+                             "and the summary")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. sweep.num_samples=16 data.root=/data/UCF-101")
     add_hydra_flags(parser)
     return parser
@@ -113,7 +118,7 @@ def _fresh_config(args: argparse.Namespace) -> tuple[HarpConfig, SearchSpace, di
 def _resume_config(args: argparse.Namespace) -> tuple[HarpConfig, SearchSpace, dict[str, Any], SweepPaths]:
     """--resume DIR: the directory's config and space, or those given (to be compared with them)."""
     stored_cfg, stored_space, paths = read_sweep(args.resume)
-    stored_raw = dict(json.loads(paths.sweep_file.read_text()).get("space") or {})
+    stored_raw = dict(json.loads(paths.read_text(SWEEP_FILE)).get("space") or {})
     if args.space:
         cfg, space, raw = _fresh_config(args)
     elif args.overrides:
@@ -121,8 +126,8 @@ def _resume_config(args: argparse.Namespace) -> tuple[HarpConfig, SearchSpace, d
         absolutise_paths(cfg)
     else:
         cfg, space, raw = stored_cfg, stored_space, stored_raw
-    cfg.sweep.output_dir = str(paths.root.parent)
-    cfg.sweep.name = paths.root.name
+    cfg.sweep.output_dir = paths.output_dir  # a path or a URI (s3://bucket/runs)
+    cfg.sweep.name = paths.name
     return cfg, space, raw, paths
 
 
@@ -132,19 +137,19 @@ def _check_resume(args: argparse.Namespace, cfg: HarpConfig, raw: dict[str, Any]
     differences = sweep_differences(paths, cfg, raw)
     if differences.params:
         raise ConfigError(
-            f"{paths.root} was started with other search-space params ({', '.join(differences.params)} differ); "
+            f"{paths.where} was started with other search-space params ({', '.join(differences.params)} differ); "
             "a resumed sweep keeps its space: drop --space to continue it, or pick another sweep.name"
         )
     if differences.fixed_settings:
         raise ConfigError(
-            f"{paths.root} was started with other sweep settings ({differences.describe()}); "
+            f"{paths.where} was started with other sweep settings ({differences.describe()}); "
             "Tune's saved state keeps them, so a resume cannot change them: drop those overrides, or pick another sweep.name"
         )
     if not differences.config:
         return
     if not args.allow_changes:
         raise ConfigError(
-            f"{paths.root} was started with another base config ({differences.describe()}); "
+            f"{paths.where} was started with another base config ({differences.describe()}); "
             "resume with its own (drop the overrides), pass --allow-changes to use the new values for the trials "
             "still to run, or pick another sweep.name"
         )
@@ -170,6 +175,9 @@ def _sweep(args: argparse.Namespace) -> int:
 
     manifest = ensure_manifest(cfg.data)
     print(f"data: {cfg.data.format} at {cfg.data.root} (manifest {manifest})")
+    from harp.commands.pretrain import ensure_sweep_sources  # torch: not for `harp sweep --help`
+
+    ensure_sweep_sources(cfg, space)  # a source the space samples that harp builds (synthetic-src): built once, before any trial
 
     # Ray and wandb take seconds to import: `harp sweep --help` and a bad override should not wait
     from harp.tune.lock import sweep_lock
@@ -183,7 +191,7 @@ def _sweep(args: argparse.Namespace) -> int:
         restorable = can_resume(paths)
         if args.resume_if_exists:
             resume = restorable
-            print(f"sweep directory {paths.root} {'holds a sweep: continuing it' if resume else 'holds none: starting it'}")
+            print(f"sweep directory {paths.where} {'holds a sweep: continuing it' if resume else 'holds none: starting it'}")
         check_sweep_dir(paths, resume=resume, restorable=restorable)
         if resume and (args.space or args.overrides):
             _check_resume(args, cfg, raw_space, paths)
@@ -191,11 +199,12 @@ def _sweep(args: argparse.Namespace) -> int:
         with ray_session(cfg):
             # a trial no node can hold would wait forever in Ray's queue: one line instead
             check_trials_fit(cfg, worker_counts(space.params, cfg.train.num_workers), node_capacities())
-            outcome = run_sweep(cfg, space, raw_space=raw_space, resume=resume, verbose=0 if args.quiet else 1)
+            outcome = run_sweep(cfg, space, raw_space=raw_space, resume=resume, verbose=0 if args.quiet else 1,
+                                extra_callbacks=_progress(cfg) if args.quiet else ())
     if outcome.interrupted is not None:
         finished = outcome.results.num_terminated + outcome.results.num_errors
-        print(f"\ninterrupted: {finished} of {cfg.sweep.num_samples} trials finished; resume with harp sweep --resume {outcome.paths.root}")
-        print(f"  (no best/ from a partial sweep; `harp export {outcome.paths.root}` writes one from the trials so far)")
+        print(f"\ninterrupted: {finished} of {cfg.sweep.num_samples} trials finished; resume with harp sweep --resume {outcome.paths.where}")
+        print(f"  (no best/ from a partial sweep; `harp export {outcome.paths.where}` writes one from the trials so far)")
         return 128 + outcome.interrupted
 
     results = [outcome.results[i] for i in range(len(outcome.results))]  # a ResultGrid indexes, typed without __iter__
@@ -206,17 +215,28 @@ def _sweep(args: argparse.Namespace) -> int:
     wandb_mode = resolve_mode(cfg.wandb.mode)
     if not args.no_export:
         _export_and_report(cfg, outcome.paths, wandb_mode)
-    print(f"\nsweep directory: {outcome.paths.root} ({format_size(directory_size(outcome.paths.root))}; "
-          f"`harp clean {outcome.paths.root}` keeps only each trial's best checkpoint)")
-    print(f"  Optuna study:  {cfg.sweep.optuna_storage or 'sqlite:///' + str(outcome.paths.optuna_db)} "
-          f"(study '{cfg.sweep.name}'; optuna-dashboard <storage>)")
-    print(f"  Tune results:  {outcome.paths.tune}")
+    print(f"\nsweep directory: {outcome.paths.where} ({format_size(directory_size(outcome.paths))}; "
+          f"`harp clean {outcome.paths.where}` keeps only each trial's best checkpoint)")
+    print(f"  Optuna {study_line(cfg, outcome.paths)} (study '{cfg.sweep.name}'; optuna-dashboard <storage>)")
+    print(f"  Tune results:  {outcome.paths.uri(TUNE_DIR)}")
     if wandb_mode == "offline":
         print(f"  W&B (offline): {outcome.paths.wandb}; upload with: {sync_hint(outcome.paths.root)}")
     elif wandb_mode == "online":
         print(f"  W&B: project {cfg.wandb.project}, group {cfg.sweep.name}")
-    print(f"  resume with:   harp sweep --resume {outcome.paths.root}")
+    print(f"  resume with:   harp sweep --resume {outcome.paths.where}")
+    print(f"  report page:   harp report {outcome.paths.where}")
+    print(f"  trial status:  harp status {outcome.paths.where}")
     return 0
+
+
+def _progress(cfg: HarpConfig) -> list[Any]:
+    """--quiet: one line per finished trial instead of Tune's output (harp.tune.progress). Tune's
+    new output engine prints its configuration box, a TensorBoard hint and an error box even at
+    verbose=0; its classic one prints nothing there (a trial's error still comes as its log line)."""
+    from harp.tune.progress import SweepProgress
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    return [SweepProgress(total=cfg.sweep.num_samples, metric=cfg.sweep.metric, mode=cfg.sweep.mode, planned_epochs=int(cfg.train.epochs))]
 
 
 def _print_errors(errors: list[Any]) -> None:
@@ -231,7 +251,9 @@ def _print_errors(errors: list[Any]) -> None:
 def _export_and_report(cfg: HarpConfig, paths: SweepPaths, wandb_mode: str) -> None:
     from harp.export import export_sweep  # torch and pandas: only once the sweep has run
 
-    summary = export_sweep(paths.root)
+    print(f"\nexporting: the best checkpoint (one per cell in a study) tested on the {cfg.eval.split} split, "
+          f"written to {paths.where} ...", flush=True)
+    summary = export_sweep(paths.where)
     if summary.get("cells") is not None:  # a study: one best trial per cell, in a table
         print(f"\n{summary['table']}")
         print(f"exported: {summary['table_md']}, {summary['table_csv']}, one folder per cell under {summary['best_dir']}/")

@@ -7,6 +7,10 @@ Without ``sweep.group_by`` the sweep's one best trial is tested and exported to 
 ``best/<cell>/``, and ``best/table.csv`` + ``best/table.md`` hold the table laid out as
 ``sweep.table`` says (``harp.export.study``, ``harp.export.table``). Trials and best checkpoints
 are read through ``harp.tune.results``.
+
+A sweep directory on remote storage (``s3://...``) is read through its filesystem, its best
+checkpoints are downloaded only to be read (and the copies removed), and ``trials.parquet`` and
+``best/`` are written locally and uploaded over the old ones (``SweepPaths.writing``).
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from harp.export.trials import EPOCH_METRICS, trials_frame
 from harp.numbers import jsonable
 from harp.tune.results import TrialRecord, load_trials
 from harp.tune.space import SearchSpace
-from harp.tune.sweep_dir import SweepPaths, read_sweep
+from harp.tune.sweep_dir import BEST_DIR, TRIALS_FILE, SweepPaths, mark_driver_dir, read_sweep
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,28 +56,31 @@ def export_sweep(
     if group_by is not None:
         cfg.sweep.group_by = list(group_by)
     layout = study_layout(cfg)  # a bad group_by fails before anything is written
-    records = load_trials(paths.tune)
+    records = load_trials(paths)
     if not records:
-        raise HarpError(f"sweep {paths.root} has no trials yet")
+        raise HarpError(f"sweep {paths.where} has no trials yet")
     frame = trials_frame(records, cfg, space, paths)
-    frame.to_parquet(paths.trials, engine="pyarrow", index=False)
-    if layout is None:
-        summary = export_best(cfg, paths, records, evaluate=evaluate, num_clips=num_clips, num_crops=num_crops)
-    else:
-        summary = _export_study(cfg, layout, space, paths, records, evaluate=evaluate, num_clips=num_clips, num_crops=num_crops)
-    summary["best_dir"] = str(paths.best)
+    with paths.writing(TRIALS_FILE) as trials_file:
+        frame.to_parquet(trials_file, engine="pyarrow", index=False)
+    with paths.writing(BEST_DIR) as best_dir:
+        if layout is None:
+            summary = export_best(cfg, paths, records, best_dir=best_dir, evaluate=evaluate, num_clips=num_clips, num_crops=num_crops)
+        else:
+            summary = _export_study(cfg, layout, space, paths, records, best_dir=best_dir, evaluate=evaluate, num_clips=num_clips, num_crops=num_crops)
+    summary["best_dir"] = paths.uri(BEST_DIR)
     if wandb_summary and cfg.wandb.mode != "disabled":
         _log_wandb_summary(cfg, paths, frame, summary)
     return summary
 
 
-def _export_study(cfg: HarpConfig, layout: StudyLayout, space: SearchSpace, paths: SweepPaths, records: list[TrialRecord], **how: Any) -> dict[str, Any]:
+def _export_study(cfg: HarpConfig, layout: StudyLayout, space: SearchSpace, paths: SweepPaths, records: list[TrialRecord],
+                  *, best_dir: Path, **how: Any) -> dict[str, Any]:
     from harp.export.study import export_cells  # torch (evaluation, FLOP counts): not for `harp export --help`
-    from harp.export.table import ordered_cells, write_table
+    from harp.export.table import TABLE_CSV, TABLE_MD, ordered_cells, write_table
 
-    layout, cells = export_cells(cfg, layout, paths, records, **how)
+    layout, cells = export_cells(cfg, layout, paths, records, best_dir=best_dir, **how)
     cells = ordered_cells(cells, layout, space)
-    csv_path, md_path, markdown = write_table(cells, layout, cfg, space, paths.best, evaluated=bool(how.get("evaluate")))
+    _, _, markdown = write_table(cells, layout, cfg, space, best_dir, evaluated=bool(how.get("evaluate")))
     return {
         "sweep": cfg.sweep.name,
         "trial_id": None,
@@ -82,11 +89,11 @@ def _export_study(cfg: HarpConfig, layout: StudyLayout, space: SearchSpace, path
         "checkpoint_epoch": None,
         "val": {},
         "trials": len(records),
-        "trials_parquet": str(paths.trials),
+        "trials_parquet": paths.uri(TRIALS_FILE),
         "group_by": list(layout.keys),
         "cells": [jsonable({**vars(c), "views": c.views}) for c in cells],
-        "table_csv": str(csv_path),
-        "table_md": str(md_path),
+        "table_csv": paths.uri(BEST_DIR, TABLE_CSV),
+        "table_md": paths.uri(BEST_DIR, TABLE_MD),
         "table": markdown,
     }
 
@@ -107,7 +114,8 @@ def _log_wandb_summary(cfg: HarpConfig, paths: SweepPaths, frame: pd.DataFrame, 
             if isinstance((cell.get("test") or {}).get(key), (int, float)):
                 best[f"{cell['name']}/test_{key}"] = cell["test"][key]
     try:
-        log_summary(sweep_name=cfg.sweep.name or paths.root.name, project=cfg.wandb.project, entity=cfg.wandb.entity, mode=cfg.wandb.mode,
+        mark_driver_dir(paths)  # a remote sweep: the summary run's local files, and its pointer to the sweep
+        log_summary(sweep_name=cfg.sweep.name or paths.name, project=cfg.wandb.project, entity=cfg.wandb.entity, mode=cfg.wandb.mode,
                     directory=paths.root, trials=frame, best=best)
     except Exception as exc:
         log.warning("W&B summary run failed: %s", exc)

@@ -17,7 +17,7 @@ from harp.config.schema import HarpConfig
 from harp.errors import HarpError
 from harp.numbers import jsonable
 from harp.tune.results import TrialRecord, best_trial_checkpoint, pick_best
-from harp.tune.sweep_dir import SweepPaths
+from harp.tune.sweep_dir import TRIALS_FILE, SweepPaths
 from harp.tune.trial import trial_config
 
 CONFUSION_FILES = ("confusion.png", "confusion.csv")
@@ -51,9 +51,11 @@ def test_checkpoint(checkpoint_dir: Path, cfg: HarpConfig, out: Path, *, num_cli
 
 
 def export_best(
-    cfg: HarpConfig, paths: SweepPaths, records: list[TrialRecord], *, evaluate: bool, num_clips: int | None, num_crops: int | None
+    cfg: HarpConfig, paths: SweepPaths, records: list[TrialRecord], *, best_dir: Path, evaluate: bool, num_clips: int | None, num_crops: int | None
 ) -> dict[str, Any]:
-    """``best/`` for the sweep's one best trial; returns the summary ``harp sweep`` prints."""
+    """``best/`` (written at ``best_dir``, see ``SweepPaths.writing``) for the sweep's one best
+    trial; returns the summary ``harp sweep`` prints. A checkpoint on remote storage is
+    downloaded for the block that reads it, and the copy removed."""
     from harp.train.checkpoint import read_config  # torch, as above
 
     metric, mode = cfg.sweep.metric, cfg.sweep.mode
@@ -61,29 +63,29 @@ def export_best(
     found = best_trial_checkpoint(best, metric, mode)
     if found is None:
         raise HarpError(f"trial {best.trial_id} kept no checkpoint; cannot export its weights")
-    checkpoint_dir, checkpoint_metrics = found.path, found.metrics
-    out = paths.best
+    checkpoint_metrics = found.metrics
+    out = best_dir
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     resolved = trial_config(to_dict(cfg), best.params)
-    trained = read_config(checkpoint_dir) if (checkpoint_dir / "config.yaml").is_file() else resolved
-    (out / "config.yaml").write_text(to_yaml(trained))
-    copy_checkpoint_files(checkpoint_dir, out)
-
     summary: dict[str, Any] = {
         "sweep": cfg.sweep.name,
         "trial_id": best.trial_id,
         "params": best.params,
-        "checkpoint": str(checkpoint_dir),
+        "checkpoint": found.describe(),
         "checkpoint_epoch": checkpoint_metrics.get("epoch"),
         f"val_{metric}" if not metric.startswith("val_") else metric: checkpoint_metrics.get(metric),
         "val": {k: checkpoint_metrics.get(k) for k in ("val_top1", "val_top5", "val_loss", "epoch") if k in checkpoint_metrics},
         "trials": len(records),
-        "trials_parquet": str(paths.trials),
+        "trials_parquet": paths.uri(TRIALS_FILE),
     }
-    if evaluate:
-        summary["test"], summary["protocol"] = test_checkpoint(checkpoint_dir, trained, out, num_clips=num_clips, num_crops=num_crops)
+    with found.local_directory() as checkpoint_dir:
+        trained = read_config(checkpoint_dir) if (checkpoint_dir / "config.yaml").is_file() else resolved
+        (out / "config.yaml").write_text(to_yaml(trained))
+        copy_checkpoint_files(checkpoint_dir, out)
+        if evaluate:
+            summary["test"], summary["protocol"] = test_checkpoint(checkpoint_dir, trained, out, num_clips=num_clips, num_crops=num_crops)
     (out / "metrics.json").write_text(json.dumps(jsonable(summary), indent=2, sort_keys=True) + "\n")
     return summary
 

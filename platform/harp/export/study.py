@@ -77,10 +77,12 @@ def _num_classes(checkpoint: Path) -> int:
 
 def _export_cell(
     cell: CellResult, records: list[TrialRecord], resolved: dict[str, HarpConfig], cfg: HarpConfig, paths: SweepPaths,
-    *, evaluate: bool, num_clips: int | None, num_crops: int | None,
+    *, best_dir: Path, evaluate: bool, num_clips: int | None, num_crops: int | None,
 ) -> None:
-    """Choose, (refit,) copy and test one cell, filling ``cell`` in; a cell without a usable
-    trial keeps a note instead of failing the others."""
+    """Choose, (refit,) copy and test one cell into ``best_dir/<cell>``, filling ``cell`` in; a
+    cell without a usable trial keeps a note instead of failing the others. A checkpoint on remote
+    storage is downloaded for the block that reads it (a refit runs in this machine's own
+    directory of the sweep)."""
     from harp.train.checkpoint import read_config  # torch: not for `harp export --help`
 
     metric, mode = cfg.sweep.metric, cfg.sweep.mode
@@ -93,25 +95,26 @@ def _export_cell(
     if found is None:
         cell.note = f"trial {best.trial_id} kept no checkpoint"
         return
-    trained = read_config(found.path) if (found.path / "config.yaml").is_file() else resolved[best.trial_id]
-    cell.trial_id, cell.params = best.trial_id, dict(best.params)
-    cell.epoch = int(found.metrics.get("epoch") or best.best_epoch(metric, mode) or trained.train.epochs)
-    cell.epochs_planned = trained.train.epochs
-    cell.val = found.metrics.get(metric)
-    checkpoint, final = found.path, trained
-    if cfg.sweep.refit:
-        checkpoint, final = refit_cell(trained, epochs=cell.epoch, run_dir=paths.root / "refit" / cell.name)
-        cell.refit, cell.refit_epochs = True, final.train.epochs
-    out = paths.best / cell.name
-    out.mkdir(parents=True)
-    (out / "config.yaml").write_text(to_yaml(final))
-    copy_checkpoint_files(checkpoint, out)
-    cell.gflops_per_view, cell.mparams = _cost(final, _num_classes(checkpoint))
-    if evaluate:
-        cell.test, cell.protocol = test_checkpoint(checkpoint, final, out, num_clips=num_clips, num_crops=num_crops)
-    else:
-        cell.protocol = {"split": final.eval.split, "num_clips": num_clips or final.eval.num_clips, "num_crops": num_crops or final.eval.num_crops}
-    record = {**asdict(cell), "views": cell.views, "checkpoint": str(checkpoint), "metric": metric, "mode": str(mode)}
+    with found.local_directory() as found_dir:
+        trained = read_config(found_dir) if (found_dir / "config.yaml").is_file() else resolved[best.trial_id]
+        cell.trial_id, cell.params = best.trial_id, dict(best.params)
+        cell.epoch = int(found.metrics.get("epoch") or best.best_epoch(metric, mode) or trained.train.epochs)
+        cell.epochs_planned = trained.train.epochs
+        cell.val = found.metrics.get(metric)
+        checkpoint, final, source = found_dir, trained, found.describe()
+        if cfg.sweep.refit:
+            checkpoint, final = refit_cell(trained, epochs=cell.epoch, run_dir=paths.root / "refit" / cell.name)
+            cell.refit, cell.refit_epochs, source = True, final.train.epochs, str(checkpoint)
+        out = best_dir / cell.name
+        out.mkdir(parents=True)
+        (out / "config.yaml").write_text(to_yaml(final))
+        copy_checkpoint_files(checkpoint, out)
+        cell.gflops_per_view, cell.mparams = _cost(final, _num_classes(checkpoint))
+        if evaluate:
+            cell.test, cell.protocol = test_checkpoint(checkpoint, final, out, num_clips=num_clips, num_crops=num_crops)
+        else:
+            cell.protocol = {"split": final.eval.split, "num_clips": num_clips or final.eval.num_clips, "num_crops": num_crops or final.eval.num_crops}
+    record = {**asdict(cell), "views": cell.views, "checkpoint": source, "metric": metric, "mode": str(mode)}
     (out / "metrics.json").write_text(json.dumps(jsonable(record), indent=2, sort_keys=True) + "\n")
 
 
@@ -130,10 +133,11 @@ def _split_by_data_set(layout: StudyLayout, resolved: dict[str, HarpConfig], par
 
 def export_cells(
     cfg: HarpConfig, layout: StudyLayout, paths: SweepPaths, records: list[TrialRecord],
-    *, evaluate: bool, num_clips: int | None, num_crops: int | None,
+    *, best_dir: Path, evaluate: bool, num_clips: int | None, num_crops: int | None,
 ) -> tuple[StudyLayout, list[CellResult]]:
-    """``best/<cell>/`` for every cell of the study (``best/`` is rebuilt): the layout (with the
-    data set added when group_by forgot it) and the cells, in the order their first trial appears."""
+    """``best/<cell>/`` for every cell of the study (``best/``, written at ``best_dir``, is
+    rebuilt): the layout (with the data set added when group_by forgot it) and the cells, in the
+    order their first trial appears."""
     base = to_dict(cfg)
     resolved = {r.trial_id: trial_config(base, r.params) for r in records}
     layout = _split_by_data_set(layout, resolved, {r.trial_id: r.params for r in records})
@@ -142,9 +146,9 @@ def export_cells(
     cell_keys = list(grouped)
     labels = cell_labels(cell_keys, layout.keys)
     names = cell_dir_names(labels)
-    if paths.best.exists():
-        shutil.rmtree(paths.best)
-    paths.best.mkdir(parents=True)
+    if best_dir.exists():
+        shutil.rmtree(best_dir)
+    best_dir.mkdir(parents=True)
     cells = []
     for key in cell_keys:
         members = grouped[key]
@@ -155,7 +159,7 @@ def export_cells(
             epochs_spent=sum(r.epochs_done for r in members),
         )
         log.info("cell %s: %d trials", cell.name, cell.trials)
-        _export_cell(cell, members, resolved, cfg, paths, evaluate=evaluate, num_clips=num_clips, num_crops=num_crops)
+        _export_cell(cell, members, resolved, cfg, paths, best_dir=best_dir, evaluate=evaluate, num_clips=num_clips, num_crops=num_crops)
         cells.append(cell)
     return layout, cells
 

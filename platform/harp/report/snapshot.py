@@ -25,7 +25,8 @@ from harp.numbers import best_of, is_finite
 from harp.tune.lock import is_locked, lock_holder
 from harp.tune.results import TrialRecord, exported_confusion, load_study, load_trials, optuna_trial_info
 from harp.tune.space import SearchSpace
-from harp.tune.sweep_dir import SweepPaths, read_sweep
+from harp.tune.sweep_dir import SWEEP_FILE, TUNE_DIR, SweepPaths, read_sweep
+from harp.tune.sweep_location import mirror_exports, tune_state_written
 from harp.tune.trial import trial_config
 
 if TYPE_CHECKING:
@@ -257,9 +258,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def activity(paths: SweepPaths) -> Activity:
-    states = sorted(paths.tune.glob("experiment_state-*.json")) if paths.tune.is_dir() else []
-    last = max((p.stat().st_mtime for p in states), default=None)
-    try:
+    last = tune_state_written(paths)  # through the sweep's filesystem (a URI sweep's too)
+    try:  # the lock is in paths.root: for a URI sweep, this machine's own directory of it
         running = is_locked(paths.root)
     except OSError:
         running = False
@@ -269,24 +269,28 @@ def activity(paths: SweepPaths) -> Activity:
 def read_snapshot(sweep_dir: str | Path) -> SweepSnapshot:
     """Everything the sweep directory holds now (a HarpError only when it is no sweep directory)."""
     cfg, space, paths = read_sweep(sweep_dir)
-    info = _read_json(paths.sweep_file) or {}
+    info = paths.read_json(SWEEP_FILE) or {}
     notes: list[str] = []
     records: list[TrialRecord] = []
-    if paths.tune.is_dir():
+    if paths.exists(TUNE_DIR):
         # A trial that has not reported yet is normal in a running sweep: not a warning here.
         quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
         level = quiet.level
         quiet.setLevel(logging.ERROR)
         try:
-            records = load_trials(paths.tune)
+            records = load_trials(paths)
         except Exception as exc:  # Tune writing its state this very moment, or none yet
             notes.append(f"Tune's trial state not readable yet ({str(exc).splitlines()[0][:200]})")
         finally:
             quiet.setLevel(level)
     else:
         notes.append("no trials yet (the sweep has not started Tune)")
-    optuna_info = optuna_trial_info(cfg, paths) if paths.optuna_db.exists() or cfg.sweep.optuna_storage else {}
-    return SweepSnapshot(cfg, space, paths, info, records, optuna_info, activity(paths), notes)
+    mirror_exports(paths)  # a URI sweep: what export wrote (no weights) into paths.best, where the report reads it
+    optuna_info = optuna_trial_info(cfg, paths) if paths.optuna_db.exists() or cfg.sweep.optuna_storage or paths.is_remote else {}
+    state = activity(paths)
+    if paths.is_remote and not state.running:
+        notes.append(f"{paths.where} is on remote storage: 'running' sees a driver on this machine only")
+    return SweepSnapshot(cfg, space, paths, info, records, optuna_info, state, notes)
 
 
 def age(seconds_since_epoch: float | None) -> str:

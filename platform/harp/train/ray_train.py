@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,6 +29,9 @@ from harp.errors import HarpError, RetryableError, is_retryable
 from harp.train.loop import train_loop
 from harp.train.run import micro_batch_size
 from harp.train.sessions import RayTrainSession
+
+if TYPE_CHECKING:
+    import pyarrow.fs
 
 log = logging.getLogger("harp.train")
 
@@ -43,12 +46,14 @@ def train_worker(config: dict[str, Any]) -> None:
 
 def _quiet_report_lines(level: str) -> None:
     """Ray 2.60 logs every report's full metrics at INFO on a logger named after its *file*, which
-    LoggingConfig(log_level) does not reach: a wall of logs per epoch. Raise that logger's level."""
+    LoggingConfig(log_level) does not reach: a wall of logs per epoch. Raise that logger's level,
+    and the one of Train's "Checkpoint successfully created at: ..." line (one per epoch and worker)."""
     try:
-        from ray.train.v2._internal.execution import context
+        from ray.train.v2._internal.execution import context, storage
     except ImportError:  # pragma: no cover - other Ray versions
         return
     logging.getLogger(context.__file__).setLevel(level)
+    logging.getLogger(storage.__name__).setLevel(level)
 
 
 def gpus_available() -> bool:
@@ -80,6 +85,7 @@ def run_torch_trainer(
     *,
     storage_path: str | Path,
     name: str,
+    storage_filesystem: pyarrow.fs.FileSystem | None = None,
     callbacks: Sequence[Any] = (),
     max_failures: int | None = None,
     controller_failure_limit: int = 1,
@@ -92,6 +98,9 @@ def run_torch_trainer(
 
     The run lives in ``storage_path/name``: calling this again with the same name resumes from
     that run's latest checkpoint (Ray Train V2 restores a run found in its storage).
+    ``storage_path`` is a local path, a URI (``s3://bucket/runs/x/train_runs``: pyarrow resolves
+    it from the environment), or a path on ``storage_filesystem`` (a sweep directory's filesystem):
+    the workers write their checkpoints there themselves.
     ``max_failures`` defaults to ``sweep.max_failures``; both limits must be finite (>= 0).
     ``raise_on_failure``: a failed run raises HarpError with Ray's reason (otherwise the Result
     carries it in ``.error``). ``log_level`` quiets Ray Train's own per-report INFO lines
@@ -114,6 +123,7 @@ def run_torch_trainer(
     run_config = ray.train.RunConfig(  # type: ignore[call-arg]
         name=name,
         storage_path=str(storage_path),
+        storage_filesystem=storage_filesystem,
         checkpoint_config=ray.train.CheckpointConfig(
             num_to_keep=num_to_keep,
             checkpoint_score_attribute=cfg.sweep.metric,

@@ -10,6 +10,11 @@ A trial's best checkpoint comes from the run's own records, never from guessed p
   (written by the trainable, read here): Tune's own ``Result.checkpoint`` is None in the
   Train-inside-Tune pattern, and its ``checkpoint_path`` metric is the latest checkpoint, not the best.
 
+A sweep directory on remote storage (``s3://...``) is read through its pyarrow filesystem: Tune's
+``ExperimentAnalysis`` and ``ray.train.Result.from_path`` take it as ``storage_filesystem``, and a
+checkpoint there is downloaded only to be read (``BestCheckpoint.local_directory``: Ray's
+``Checkpoint.as_directory``, which removes the copy afterwards).
+
 Ray is imported inside the functions: it takes seconds, and ``harp export --help`` should not.
 """
 from __future__ import annotations
@@ -23,40 +28,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from harp.cluster.storage import StorageLocation, is_uri, resolve_output_dir
 from harp.config.schema import HarpConfig
 from harp.errors import HarpError
 from harp.numbers import best_of, is_finite, signed
-from harp.tune.sweep_dir import SweepPaths, storage_url
+from harp.tune.checkpoints import (
+    TRAIN_RUN_FILE,
+    BestCheckpoint,
+    best_train_run_checkpoint,
+    local_fs,
+    read_text,
+    train_run_of,
+    tune_checkpoints,
+    write_train_run,
+)
+from harp.tune.study_copy import readable_study_url
+from harp.tune.sweep_dir import TUNE_DIR, SweepPaths
 
 if TYPE_CHECKING:
     import optuna
-    import ray.train
     from ray.tune.experiment import Trial
 
 log = logging.getLogger("harp.tune")
 
-TRAIN_RUN_FILE = "train_run.json"
-
 # A confusion matrix and its class names (row = actual, column = predicted).
 Confusion = tuple[list[str], list[list[int]]]
-
-
-# ------------------------------------------------------------------------------------------
-# the Train run of a multi-worker trial
-# ------------------------------------------------------------------------------------------
-def write_train_run(trial_dir: Path, storage_path: Path, name: str) -> None:
-    """Record in a Tune trial's directory where its Ray Train run lives (``storage_path/name``)."""
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    pointer = {"storage_path": str(storage_path), "name": name, "path": str(storage_path / name)}
-    (trial_dir / TRAIN_RUN_FILE).write_text(json.dumps(pointer))
-
-
-def train_run_of(trial_dir: str | Path | None) -> Path | None:
-    """The Ray Train run of a Tune trial, or None for an in-process trial."""
-    file = Path(trial_dir) / TRAIN_RUN_FILE if trial_dir else None
-    if file is not None and file.is_file():
-        return Path(json.loads(file.read_text())["path"])
-    return None
 
 
 # ------------------------------------------------------------------------------------------
@@ -69,10 +65,10 @@ class TrialRecord:
     trial_id: str
     params: dict[str, Any]
     status: str
-    path: Path | None
+    path: Path | None  # the Tune trial's directory on the sweep's filesystem
     history: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
-    train_run: Path | None = None
+    train_run: str | None = None  # a multi-worker trial's Train run: a local path or a URI
     trial: Trial | None = None
 
     def best_value(self, metric: str, mode: str) -> float | None:
@@ -146,26 +142,47 @@ def trial_exception(trial: Trial) -> BaseException | None:
 
 
 def trial_error(trial: Trial) -> str | None:
-    """A trial's latest error in one line (its pickled exception, else ``error.txt``), or None
-    when it never failed. A trial waiting for a retry has one too."""
+    """A trial's latest error in one line (its pickled exception, else ``error.txt``, read through
+    the trial's storage filesystem), or None when it never failed. A trial waiting for a retry has one too."""
     line = error_line(trial_exception(trial))
     if line:
         return line[:300]
     path = getattr(trial, "path", None)
-    file = Path(path) / "error.txt" if path else None
-    if file is not None and file.is_file():
-        return (error_line(file.read_text(errors="replace")) or "error")[:300]
+    storage = getattr(trial, "storage", None)
+    filesystem = getattr(storage, "storage_filesystem", None) or local_fs()
+    text = read_text(filesystem, f"{str(path).rstrip('/')}/error.txt") if path else None
+    if text is not None:
+        return (error_line(text) or "error")[:300]
     return "error" if trial.status == "ERROR" else None
 
 
-def load_trials(tune_dir: str | Path) -> list[TrialRecord]:
-    """Read a Tune experiment directory into TrialRecords (no running Ray needed)."""
+def _tune_experiment(source: SweepPaths | str | Path) -> tuple[StorageLocation, StorageLocation]:
+    """(Tune's experiment directory, the sweep directory holding it) for a sweep or a tune dir."""
+    if isinstance(source, SweepPaths):
+        return source.storage.child(TUNE_DIR), source.storage
+    text = str(source).rstrip("/")
+    if is_uri(text):
+        tune = resolve_output_dir(text, key="the Tune experiment")
+    else:
+        path = Path(text).resolve()
+        tune = StorageLocation(local_fs(), str(path), str(path))
+    parent_path, parent_value = tune.path.rpartition("/")[0], tune.value.rpartition("/")[0]
+    return tune, StorageLocation(tune.filesystem, parent_path, parent_value)
+
+
+def load_trials(source: SweepPaths | str | Path) -> list[TrialRecord]:
+    """Read a sweep's Tune experiment (its ``SweepPaths``, or the ``tune/`` directory as a path or
+    a URI) into TrialRecords, through the sweep's filesystem (no running Ray needed)."""
     from ray.tune import ExperimentAnalysis
 
-    tune_dir = Path(tune_dir)
-    if not tune_dir.is_dir():
-        raise HarpError(f"no Tune experiment in {tune_dir}; was the sweep started?")
-    analysis = ExperimentAnalysis(str(tune_dir))
+    tune, sweep = _tune_experiment(source)
+    try:
+        started = tune.exists()
+    except OSError as exc:
+        raise HarpError(f"cannot read {tune.value} ({str(exc).splitlines()[0]}); check the storage's credentials and endpoint") from exc
+    if not started:
+        raise HarpError(f"no Tune experiment in {tune.value}; was the sweep started?")
+    analysis = ExperimentAnalysis(tune.path, storage_filesystem=tune.filesystem)
     frames = analysis.trial_dataframes
     records = []
     for trial in analysis.trials:
@@ -174,7 +191,7 @@ def load_trials(tune_dir: str | Path) -> list[TrialRecord]:
         history: list[dict[str, Any]] = []
         if frame is not None and len(frame):
             keep = [c for c in frame.columns if not c.startswith("config/")]
-            history = frame[keep].to_dict("records")
+            history = [{str(k): v for k, v in row.items()} for row in frame[keep].to_dict("records")]
             if "epoch" in frame.columns:
                 # one row per epoch: a trial resumed from an older checkpoint than its last report
                 # reports some epochs again (the later report is the one its checkpoints match)
@@ -188,7 +205,7 @@ def load_trials(tune_dir: str | Path) -> list[TrialRecord]:
                 path=path,
                 history=history,
                 error=trial_error(trial),
-                train_run=train_run_of(path),
+                train_run=train_run_of(trial.path, tune.filesystem, sweep),
                 trial=trial,
             )
         )
@@ -219,11 +236,15 @@ def group_trials(records: Iterable[TrialRecord], cell_of: Callable[[TrialRecord]
 
 def optuna_trial_info(cfg: HarpConfig, paths: SweepPaths) -> dict[str, dict[str, Any]]:
     """Tune trial id -> Optuna state, number and user attrs (empty when the study is unreachable)."""
+    url = readable_study_url(cfg, paths)
+    if url is None:
+        log.warning("no Optuna study for %s here; trials.parquet goes without Optuna states", paths.where)
+        return {}
     try:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.load_study(study_name=cfg.sweep.name, storage=storage_url(cfg, paths))
+        study = optuna.load_study(study_name=cfg.sweep.name, storage=url)
     except Exception as exc:
         log.warning("Optuna study not readable (%s); trials.parquet goes without Optuna states", exc)
         return {}
@@ -242,8 +263,11 @@ def load_study(cfg: HarpConfig, paths: SweepPaths) -> optuna.Study | None:
     from harp.tune.study import make_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = readable_study_url(cfg, paths)
+    if url is None:
+        return None
     try:
-        return optuna.load_study(study_name=str(cfg.sweep.name), storage=make_storage(storage_url(cfg, paths)))
+        return optuna.load_study(study_name=str(cfg.sweep.name), storage=make_storage(url))
     except Exception as exc:  # no database yet (a sweep starting), another study name, no driver
         log.debug("Optuna study not readable (%s)", exc)
         return None
@@ -292,48 +316,15 @@ def pareto_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 # ------------------------------------------------------------------------------------------
-# best checkpoints
+# best checkpoints (BestCheckpoint and the Train run's and Tune's own: harp.tune.checkpoints)
 # ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BestCheckpoint:
-    """A run's best checkpoint directory and the metrics reported with it."""
-
-    path: Path
-    metrics: dict[str, Any]
-
-
-def best_train_run_checkpoint(run: ray.train.Result | str | Path, metric: str, mode: str) -> BestCheckpoint | None:
-    """The best checkpoint of a Ray Train run (a ``Result`` or its directory) by ``metric``,
-    not its latest; None when it kept none or its directory is unreadable."""
-    import ray.train
-
-    if isinstance(run, (str, Path)):
-        try:
-            run = ray.train.Result.from_path(str(run))
-        except RuntimeError as exc:
-            log.warning("Train run %s unreadable (%s)", run, exc)
-            return None
-    best = run.get_best_checkpoint(metric, mode)
-    if best is None:
-        return None
-    metrics = next((m for c, m in (run.best_checkpoints or []) if c.path == best.path), {})
-    return BestCheckpoint(Path(best.path), dict(metrics))
-
-
-def tune_checkpoints(trial: Trial) -> list[tuple[ray.train.Checkpoint, dict[str, Any]]]:
-    """The checkpoints Tune kept for an in-process trial, with their metrics."""
-    manager = trial.run_metadata.checkpoint_manager
-    if manager is None:
-        return []
-    return [(r.checkpoint, dict(r.metrics)) for r in manager.best_checkpoint_results if r.checkpoint is not None]
-
-
 def best_trial_checkpoint(trial: TrialRecord | Trial, metric: str, mode: str) -> BestCheckpoint | None:
     """A Tune trial's best checkpoint by ``metric``: its Train run's, or the one Tune kept."""
     if isinstance(trial, TrialRecord):
         train_run, tune_trial = trial.train_run, trial.trial
     else:
-        train_run, tune_trial = train_run_of(getattr(trial, "path", None)), trial
+        storage = getattr(trial, "storage", None)
+        train_run, tune_trial = train_run_of(getattr(trial, "path", None), getattr(storage, "storage_filesystem", None)), trial
     if train_run is not None:
         return best_train_run_checkpoint(train_run, metric, mode)
     if tune_trial is None:
@@ -343,7 +334,7 @@ def best_trial_checkpoint(trial: TrialRecord | Trial, metric: str, mode: str) ->
         return None
     # max() keeps the first of equal scores: the earliest epoch wins a tie
     checkpoint, metrics = max(candidates, key=lambda item: signed(item[1][metric], mode))
-    return BestCheckpoint(Path(checkpoint.path), metrics)
+    return BestCheckpoint(Path(checkpoint.path), metrics, checkpoint)
 
 
 def validation_confusion(trial: TrialRecord | Trial, *, metric: str, mode: str) -> Confusion | None:
@@ -355,8 +346,8 @@ def validation_confusion(trial: TrialRecord | Trial, *, metric: str, mode: str) 
 
     from harp.evaluate import evaluate_checkpoint  # torch: only when a trial ends
 
-    with tempfile.TemporaryDirectory(prefix="harp-confusion-") as tmp:
-        out = evaluate_checkpoint(best.path, split="val", num_clips=1, num_crops=1, output_dir=tmp)
+    with tempfile.TemporaryDirectory(prefix="harp-confusion-") as tmp, best.local_directory() as checkpoint_dir:
+        out = evaluate_checkpoint(checkpoint_dir, split="val", num_clips=1, num_crops=1, output_dir=tmp)
     matrix = out.get("confusion_matrix")
     names = list((out.get("per_class_accuracy") or {}).keys())
     if matrix is None or len(names) != len(matrix):
@@ -397,4 +388,5 @@ __all__ = [
     "trial_exception",
     "tune_checkpoints",
     "validation_confusion",
+    "write_train_run",
 ]

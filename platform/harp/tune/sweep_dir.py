@@ -12,6 +12,10 @@
     wandb/            W&B runs (offline ones are synced with `wandb sync`)
     trials.parquet, best/   written by export
 
+``sweep.output_dir`` may be a URI (``s3://bucket/runs``): then the directory's files are read and
+written through its filesystem, and what an object store cannot hold stays on the driver
+(``harp.tune.sweep_location``: ``SweepPaths``, re-exported here).
+
 The sweep runner writes it, export and ``--resume`` read it: one module, so both agree. A fresh
 sweep never starts in a directory that holds one (``check_sweep_dir``), and a resumed one is
 compared with what the directory was started with (``sweep_differences``).
@@ -21,7 +25,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,47 +34,21 @@ from harp.config.load import from_dict, to_dict, to_yaml
 from harp.config.schema import HarpConfig
 from harp.errors import ConfigError, HarpError
 from harp.tune.space import SearchSpace, parse_space
-
-SWEEP_FILE = "sweep.json"
-TUNE_DIR = "tune"
-
-
-@dataclass(frozen=True)
-class SweepPaths:
-    """Where each part of one sweep lives (the layout above)."""
-
-    root: Path
-
-    @property
-    def tune(self) -> Path:
-        return self.root / TUNE_DIR
-
-    @property
-    def optuna_db(self) -> Path:
-        return self.root / "optuna.db"
-
-    @property
-    def wandb(self) -> Path:
-        return self.root / "wandb"
-
-    @property
-    def train_runs(self) -> Path:
-        return self.root / "train_runs"
-
-    @property
-    def best(self) -> Path:
-        return self.root / "best"
-
-    @property
-    def trials(self) -> Path:
-        return self.root / "trials.parquet"
-
-    @property
-    def sweep_file(self) -> Path:
-        return self.root / SWEEP_FILE
-
-    def has_tune_state(self) -> bool:
-        return (self.tune / "tuner.pkl").exists()
+from harp.tune.sweep_location import (
+    BEST_DIR,
+    REMOTE_FILE,
+    SWEEP_FILE,
+    TRAIN_RUNS_DIR,
+    TRIALS_FILE,
+    TUNE_DIR,
+    SweepPaths,
+    mark_driver_dir,
+    open_sweep_dir,
+    recorded_driver_dir,
+    sweep_paths,
+    train_runs_location,
+    tune_state_written,
+)
 
 
 def sweep_name(cfg: HarpConfig, space: SearchSpace) -> str:
@@ -97,9 +74,19 @@ def storage_url(cfg: HarpConfig, paths: SweepPaths) -> str:
     return cfg.sweep.optuna_storage or f"sqlite:///{paths.optuna_db.resolve()}"
 
 
+def _study_record(cfg: HarpConfig, paths: SweepPaths) -> str:
+    """What sweep.json says about the study (never a URL with credentials: those stay in the config)."""
+    if cfg.sweep.optuna_storage:
+        return "<sweep.optuna_storage>"
+    if paths.remote is not None:
+        import socket
+
+        return f"sqlite:///{paths.optuna_db} on the driver {socket.gethostname()} (a copy: {paths.uri('optuna.db')})"
+    return "sqlite:///optuna.db"
+
+
 def write_sweep_files(cfg: HarpConfig, space: SearchSpace, paths: SweepPaths, raw_space: dict[str, Any]) -> None:
     """``sweep.json``, ``base_config.yaml`` and ``space.yaml`` of a fresh sweep."""
-    paths.root.mkdir(parents=True, exist_ok=True)
     info = {
         "name": cfg.sweep.name,
         "space_name": space.name,
@@ -107,13 +94,15 @@ def write_sweep_files(cfg: HarpConfig, space: SearchSpace, paths: SweepPaths, ra
         "space": raw_space,
         "base_config": to_dict(cfg),
         "study_name": cfg.sweep.name,
-        "optuna_storage": "sqlite:///optuna.db" if not cfg.sweep.optuna_storage else "<sweep.optuna_storage>",
+        "optuna_storage": _study_record(cfg, paths),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
-    paths.sweep_file.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    (paths.root / "base_config.yaml").write_text(to_yaml(cfg))
+    if paths.remote is not None:
+        info["driver_dir"] = str(paths.root)  # kept on resume (recorded_driver_dir)
+    paths.write_text(json.dumps(info, indent=2, default=str) + "\n", SWEEP_FILE)
+    paths.write_text(to_yaml(cfg), "base_config.yaml")
     if space.path is not None and Path(space.path).is_file():
-        shutil.copyfile(space.path, paths.root / "space.yaml")
+        paths.storage.write_bytes(Path(space.path).read_bytes(), "space.yaml")
 
 
 def check_sweep_dir(paths: SweepPaths, *, resume: bool, restorable: bool | None = None) -> None:
@@ -122,11 +111,11 @@ def check_sweep_dir(paths: SweepPaths, *, resume: bool, restorable: bool | None 
     restorable = paths.has_tune_state() if restorable is None else restorable
     if resume:
         if not restorable:
-            raise ConfigError(f"{paths.root} holds no Tune state to resume; start the sweep without --resume")
+            raise ConfigError(f"{paths.where} holds no Tune state to resume; start the sweep without --resume")
         return
-    if restorable or paths.sweep_file.exists():
+    if restorable or paths.exists(SWEEP_FILE):
         raise ConfigError(
-            f"{paths.root} already holds a sweep: continue it with `harp sweep --resume {paths.root}`, "
+            f"{paths.where} already holds a sweep: continue it with `harp sweep --resume {paths.where}`, "
             "or pick another sweep.name to start over"
         )
 
@@ -173,7 +162,7 @@ def _short(value: Any) -> str:
 
 def sweep_differences(paths: SweepPaths, cfg: HarpConfig, raw_space: Mapping[str, Any]) -> SweepDifferences:
     """Compare a resume's base config and space ``params`` with those the directory was started with."""
-    info = json.loads(paths.sweep_file.read_text())
+    info = json.loads(paths.read_text(SWEEP_FILE))
     stored_params = dict((info.get("space") or {}).get("params") or {})
     given_params = dict(raw_space.get("params") or {})
     params = sorted(k for k in stored_params.keys() | given_params.keys() if stored_params.get(k) != given_params.get(k))
@@ -190,17 +179,19 @@ def sweep_differences(paths: SweepPaths, cfg: HarpConfig, raw_space: Mapping[str
 def record_resume_changes(paths: SweepPaths, cfg: HarpConfig, differences: SweepDifferences) -> None:
     """A resume allowed to change the base config: the directory's files say so from now on
     (``sweep.json`` keeps a log of the changes, export reads the new base config)."""
-    info = json.loads(paths.sweep_file.read_text())
+    info = json.loads(paths.read_text(SWEEP_FILE))
     info["base_config"] = to_dict(cfg)
     info.setdefault("resumed_with_changes", []).append(
         {"at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "changes": {k: list(v) for k, v in differences.config.items()}}
     )
-    paths.sweep_file.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    (paths.root / "base_config.yaml").write_text(to_yaml(cfg))
+    paths.write_text(json.dumps(info, indent=2, default=str) + "\n", SWEEP_FILE)
+    paths.write_text(to_yaml(cfg), "base_config.yaml")
 
 
-def directory_size(path: str | Path) -> int:
-    """Bytes under ``path`` (files only; symlinks not followed)."""
+def directory_size(path: str | Path | SweepPaths) -> int:
+    """Bytes under ``path`` (files only; symlinks not followed); a sweep's through its filesystem."""
+    if isinstance(path, SweepPaths):
+        return path.storage.size() if path.remote is not None else directory_size(path.root)
     total = 0
     for folder, _, files in os.walk(path):
         for name in files:
@@ -220,30 +211,45 @@ def format_size(num_bytes: float) -> str:
 
 
 def read_sweep(sweep_dir: str | Path) -> tuple[HarpConfig, SearchSpace, SweepPaths]:
-    """The base config and space a sweep directory was started with."""
-    paths = SweepPaths(Path(sweep_dir))
-    if not paths.sweep_file.is_file():
-        raise HarpError(f"{sweep_dir} is not a harp sweep directory (no {SWEEP_FILE}); pass the directory `harp sweep` printed")
-    info = json.loads(paths.sweep_file.read_text())
+    """The base config and space a sweep directory (a path or a URI) was started with."""
+    paths = open_sweep_dir(sweep_dir)
+    try:
+        text = paths.read_text(SWEEP_FILE)
+    except FileNotFoundError:
+        raise HarpError(f"{paths.where} is not a harp sweep directory (no {SWEEP_FILE}); pass the directory `harp sweep` printed") from None
+    except OSError as exc:
+        raise HarpError(f"cannot read {paths.uri(SWEEP_FILE)} ({str(exc).splitlines()[0]}); check the storage's credentials and endpoint") from exc
+    info = json.loads(text)
+    paths = recorded_driver_dir(paths, existing_only=True)
     cfg = from_dict(info["base_config"])
     space = parse_space(info.get("space") or {}, name=info.get("space_name") or cfg.sweep.name)
     return cfg, space, paths
 
 
 __all__ = [
+    "BEST_DIR",
+    "REMOTE_FILE",
     "RESUMABLE_SWEEP_KEYS",
     "SWEEP_FILE",
     "SweepDifferences",
     "SweepPaths",
+    "TRAIN_RUNS_DIR",
+    "TRIALS_FILE",
     "TUNE_DIR",
     "check_sweep_dir",
     "check_sweep_name",
     "directory_size",
     "format_size",
+    "mark_driver_dir",
+    "open_sweep_dir",
     "read_sweep",
     "record_resume_changes",
+    "recorded_driver_dir",
     "storage_url",
     "sweep_differences",
     "sweep_name",
+    "sweep_paths",
+    "train_runs_location",
+    "tune_state_written",
     "write_sweep_files",
 ]

@@ -12,10 +12,13 @@ measured once per trial and added to every report, so Optuna's NSGA-II can read 
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +107,66 @@ def storage_trial_dir(sweep_dir: str, trial_dir: str) -> Path | None:
     return Path(sweep_dir) / TUNE_DIR / Path(trial_dir).name
 
 
+# Ray's INFO line for every checkpoint a trial persists ("Checkpoint successfully created at: ..."):
+# harp checkpoints every epoch, so it is one line per trial and epoch on the driver's terminal.
+_PER_CHECKPOINT_LOGGERS = ("ray.train._internal.storage",)
+
+
+def quiet_trial_process(trainable: Callable[..., None]) -> Callable[..., None]:
+    """The trainable without the noise of its trial process, and with its real errors.
+
+    Tune redirects a trial's ``sys.stdout``/``sys.stderr`` to a ``Tee`` of the process's own
+    stream and the trial's log file, and closes that file when the trial stops. A logging
+    handler created during the trial binds the ``Tee`` (``import torch`` in the trial registers
+    36 such handlers), and ``logging.shutdown`` at process exit flushes each one into the closed
+    file: Tune's ``Tee`` logs "ValueError when calling 'flush'" for every one. So torch is
+    imported first with the process's own streams in place (its handlers never see the ``Tee``,
+    however the trial ends: ASHA stops a trial while its function still runs), and on a normal
+    way out any other handler bound to the ``Tee`` is pointed back at the process's own stream.
+    Ray's per-checkpoint INFO line is raised to WARNING for the trial."""
+
+    @functools.wraps(trainable)
+    def run(*args: Any, **kwargs: Any) -> None:
+        for name in _PER_CHECKPOINT_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        with _own_streams():
+            import torch  # noqa: F401  - registers its loggers' stream handlers: bound to the real stderr
+        try:
+            trainable(*args, **kwargs)
+        finally:
+            release_redirected_handlers()
+
+    return run
+
+
+@contextlib.contextmanager
+def _own_streams() -> Iterator[None]:
+    """``sys.stdout``/``sys.stderr`` for the block: the streams Tune's ``Tee`` redirects wrap."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = (getattr(stream, "stream1", stream) for stream in saved)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def release_redirected_handlers() -> int:
+    """Point every logging handler whose stream is the current (redirected) ``sys.stdout`` or
+    ``sys.stderr`` at the stream that redirect wraps (Tune's ``Tee.stream1``, else the process's
+    own); returns how many were moved."""
+    own = {id(sys.stdout): sys.__stdout__, id(sys.stderr): sys.__stderr__}
+    redirected = {id(s): getattr(s, "stream1", own[id(s)]) for s in (sys.stdout, sys.stderr) if s is not sys.__stdout__ and s is not sys.__stderr__}
+    moved = 0
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):  # a PlaceHolder has none
+            if isinstance(handler, logging.StreamHandler) and id(handler.stream) in redirected:
+                handler.setStream(redirected[id(handler.stream)])
+                moved += 1
+    return moved
+
+
+@quiet_trial_process
 def harp_trial(config: dict[str, Any], *, base: dict[str, Any], sweep_dir: str) -> None:
     """The function trainable Tune runs (bind ``base`` and ``sweep_dir`` with tune.with_parameters)."""
     import ray.tune
@@ -145,4 +208,7 @@ def harp_trial(config: dict[str, Any], *, base: dict[str, Any], sweep_dir: str) 
     run_torch_trainer(cfg, storage_path=str(storage), name=name, callbacks=[_Forward()], resources_per_worker=per_worker, max_failures=0)
 
 
-__all__ = ["COST_METRICS", "harp_trial", "measure_costs", "storage_trial_dir", "trial_config", "trial_resources"]
+__all__ = [
+    "COST_METRICS", "harp_trial", "measure_costs", "quiet_trial_process", "release_redirected_handlers", "storage_trial_dir",
+    "trial_config", "trial_resources",
+]

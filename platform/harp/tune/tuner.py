@@ -13,6 +13,13 @@ A sweep owns its directory: it runs under the directory's lock (``harp.tune.lock
 sweep refuses a directory that holds one, ``resume=True`` restores the Tune state there (never
 implicitly), and SIGINT/SIGTERM end ``Tuner.fit`` cleanly (``harp.tune.interrupt``): the outcome
 says which signal, so the caller reports an interrupted sweep instead of a finished one.
+
+A sweep directory on remote storage (``sweep.output_dir=s3://...``, ``harp.tune.sweep_dir``) is
+Tune's ``storage_path`` + ``storage_filesystem``: results and checkpoints go there from the trial
+processes themselves. Its lock is on the driver (an object store has none): it keeps a second
+sweep on this machine out, not one driven from another machine. Its study is
+``sweep.optuna_storage`` or a SQLite file on the driver, copied to the sweep directory when the
+run stops (``harp.tune.study_copy``).
 """
 from __future__ import annotations
 
@@ -20,12 +27,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
 
+from harp.cluster.storage import check_writable
 from harp.config.load import to_dict
 from harp.config.schema import HarpConfig
 from harp.errors import ConfigError
@@ -37,7 +44,18 @@ from harp.tune.params import SearchSpace
 from harp.tune.results import validation_confusion
 from harp.tune.searcher import HarpOptunaSearch, parse_objectives
 from harp.tune.study import make_storage
-from harp.tune.sweep_dir import TUNE_DIR, SweepPaths, check_sweep_dir, storage_url, sweep_name, write_sweep_files
+from harp.tune.study_copy import fetch_study_copy, set_aside_stale_study, upload_study_copy
+from harp.tune.sweep_dir import (
+    TUNE_DIR,
+    SweepPaths,
+    check_sweep_dir,
+    mark_driver_dir,
+    recorded_driver_dir,
+    storage_url,
+    sweep_name,
+    sweep_paths,
+    write_sweep_files,
+)
 from harp.tune.trial import harp_trial, trial_resources
 from harp.tune.wandb_logging import WandbCallback
 
@@ -118,7 +136,9 @@ class SweepOutcome:
 
 def prepare_sweep(cfg: HarpConfig, space: SearchSpace) -> tuple[HarpConfig, SweepPaths]:
     """Check the space and metrics, fill in the sweep name (and grid size) and return the sweep
-    directory (``sweep.output_dir/sweep.name``, never outside ``sweep.output_dir``)."""
+    directory (``sweep.output_dir/sweep.name``, never outside ``sweep.output_dir``). A remote one
+    is checked to be writable (a missing bucket or a refused credential is one line now) and gets
+    its directory on this driver (when resumed, the one it was started with)."""
     check_sweep(cfg, space)
     name = sweep_name(cfg, space)
     cfg.sweep.name = name
@@ -127,13 +147,17 @@ def prepare_sweep(cfg: HarpConfig, space: SearchSpace) -> tuple[HarpConfig, Swee
         if cfg.sweep.num_samples != points:
             log.info("grid search: %d combinations (sweep.num_samples=%d ignored)", points, cfg.sweep.num_samples)
         cfg.sweep.num_samples = points
-    root = Path(cfg.sweep.output_dir) / name
-    return cfg, SweepPaths(root.resolve() if "://" not in cfg.sweep.output_dir else root)
+    paths = sweep_paths(cfg.sweep.output_dir, name)
+    if paths.remote is not None:
+        check_writable(paths.remote)
+        paths = recorded_driver_dir(paths)
+        mark_driver_dir(paths)
+    return cfg, paths
 
 
 def can_resume(paths: SweepPaths) -> bool:
     """Whether the sweep directory holds Tune state to restore (local or remote storage)."""
-    return Tuner.can_restore(str(paths.tune))
+    return Tuner.can_restore(paths.tune_path, storage_filesystem=paths.filesystem)
 
 
 def run_sweep(
@@ -152,29 +176,38 @@ def run_sweep(
     process runs it."""
     cfg, paths = prepare_sweep(cfg, space)
     name = str(cfg.sweep.name)
+    if paths.remote is not None:
+        log.warning("%s is on %s: its lock (%s) keeps a second sweep on this machine out, not one driven from another machine",
+                    paths.where, type(paths.filesystem).__name__, paths.root)
     with sweep_lock(paths.root):
         check_sweep_dir(paths, resume=resume, restorable=can_resume(paths))
         searcher = None
         if resume:
-            log.info("resuming sweep %s from %s", name, paths.tune)
+            log.info("resuming sweep %s from %s", name, paths.uri(TUNE_DIR))
+            fetch_study_copy(cfg, paths)
         else:
+            set_aside_stale_study(cfg, paths)
             searcher = build_searcher(cfg, space, paths, check_fresh=True)  # a bad study fails before any file is written
             write_sweep_files(cfg, space, paths, raw_space or {})
         base = to_dict(cfg)
         trainable = tune.with_resources(
-            tune.with_parameters(harp_trial, base=base, sweep_dir=str(paths.root)),
+            tune.with_parameters(harp_trial, base=base, sweep_dir=paths.where),  # a path, or the URI the trial reaches its storage by
             # A function of the trial's config returning a resource dict: Tune's Trial converts it
             # (Ray's annotation names only PlacementGroupFactory results). It lives in harp.tune.trial,
             # which the trial processes import anyway; from here they would import this module, the
             # searcher and Optuna just to unpickle it.
             partial(trial_resources, workers=cfg.train.num_workers, cpus=cfg.sweep.cpus_per_trial, gpus=cfg.sweep.gpus_per_trial),  # type: ignore[arg-type]
         )
-        with stop_on_signals() as interrupted:
-            if searcher is None:
-                tuner = Tuner.restore(str(paths.tune), trainable=trainable, resume_unfinished=True, resume_errored=True)
-            else:
-                tuner = _new_tuner(cfg, space, paths, trainable, searcher, base, extra_callbacks, stop, verbose)
-            results = tuner.fit()
+        try:
+            with stop_on_signals() as interrupted:
+                if searcher is None:
+                    tuner = Tuner.restore(paths.tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True,
+                                          storage_filesystem=paths.filesystem if paths.is_remote else None)
+                else:
+                    tuner = _new_tuner(cfg, space, paths, trainable, searcher, base, extra_callbacks, stop, verbose)
+                results = tuner.fit()
+        finally:
+            upload_study_copy(cfg, paths)
         return SweepOutcome(name, paths, results, resume, interrupted.signum)
 
 
@@ -214,7 +247,8 @@ def _new_tuner(
         ),
         run_config=RunConfig(
             name=TUNE_DIR,
-            storage_path=str(paths.root),
+            storage_path=paths.storage.path,
+            storage_filesystem=paths.filesystem if paths.is_remote else None,  # a local path: Ray's own LocalFileSystem
             checkpoint_config=CheckpointConfig(
                 num_to_keep=2,
                 checkpoint_score_attribute=cfg.sweep.metric,
