@@ -1,132 +1,169 @@
-"""Search efficiency on the synthetic data: TPE + ASHA vs random vs grid at an equal compute budget.
+"""Search efficiency: does harp's TPE + ASHA find the grid's best model for less compute than the grid?
 
-    .venv/bin/python bench/search_efficiency.py                     # budget 24 epochs per method
-    .venv/bin/python bench/search_efficiency.py --budget 36 --epochs 4 --json runs/bench_search.json
+    nice -n 15 .venv/bin/python bench/search_efficiency.py --build        # once: train the grid (~1 h)
+    .venv/bin/python bench/search_efficiency.py                           # 20 seeds per method, direct engine
+    .venv/bin/python bench/search_efficiency.py --engine tune --seeds 5   # the same searches as Ray Tune runs
 
-The budget is counted in trained epochs (every reported epoch of every trial, stopped or not).
-Each method searches the same space (family x optimiser x LR); grid and random run
-budget / epochs full-length trials; TPE + ASHA gets twice as many trials and ASHA stops the
-poor ones early, and a Tune ``Stopper`` ends every method when the budget is spent. The table gives
-the best validation top-1 reached, the budget used when it was first reached, and trials run.
+``--build`` trains every configuration of ``search_table.GRID`` with harp's loop on a synthetic set
+and records every epoch's validation metrics (``<cache>/search_table.parquet``, cache =
+``$HARP_BENCH_CACHE`` or ``~/.cache/harp-bench``; resumable). The searches then replay that table
+(``search_replay``): each method searches the same space with harp's real searcher and scheduler,
+and its compute is counted in epochs. Per method the table gives the median [IQR] over seeds of the
+best val top-1 after 10/25/50/100 % of the grid's epochs, and of the share of the grid's epochs
+needed to come within ``--tolerance`` (1 point) of the grid's best. Each finished search is kept
+under ``<cache>/traces/`` (a rerun only runs the missing ones; ``--fresh`` reruns all); the plot
+(median and IQR band of the best-so-far against compute) goes to ``<cache>/search_efficiency.png``.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from ray.tune import Callback, Stopper
+import search_replay
+import search_table
+from search_replay import LABELS, METHODS, Trace
 
-
-class EpochBudget(Stopper):
-    """Stop the whole sweep once ``budget`` epochs have been trained across all trials."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.seen: set[tuple[str, int]] = set()
-
-    def __call__(self, trial_id: str, result: dict) -> bool:
-        # Tune repeats a function trial's last result when it returns: count (trial, epoch) once
-        if "epoch" in result:
-            self.seen.add((trial_id, int(result["epoch"])))
-        return False
-
-    def stop_all(self) -> bool:
-        return len(self.seen) >= self.budget
+FRACTIONS = (0.10, 0.25, 0.50, 1.00)
 
 
-class Progress(Callback):
-    """Cumulative epochs and the running best, per result."""
-
-    def __init__(self, metric: str) -> None:
-        self.metric = metric
-        self.used = 0
-        self.best = float("-inf")
-        self.best_at = 0
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.used += 1
-        value = result.get(self.metric)
-        if value is not None and value > self.best:
-            self.best, self.best_at = float(value), self.used
+def trace_path(cache: Path, engine: str, method: str, seed: int, concurrency: int) -> Path:
+    kind = "optuna" if method == "optuna-loop+sha" else engine
+    return cache / "traces" / f"{kind}-c{concurrency}" / f"{method}-{seed:03d}.json"
 
 
-SPACE_PARAMS = {
-    "model.family": {"type": "grid", "values": ["cnn3d_attention", "tsm"]},
-    "optim.name": {"type": "grid", "values": ["sgd", "adamw"]},
-    "optim.lr": {"type": "loguniform", "low": 3.0e-4, "high": 3.0e-2},
-}
-GRID_LR = [1.0e-3, 1.0e-2]
+def load_or_run(cache: Path, engine: str, method: str, seed: int, table: Any, budget: int, concurrency: int, fresh: bool) -> Trace:
+    path = trace_path(cache, engine, method, seed, concurrency)
+    if path.is_file() and not fresh:
+        return Trace(**json.loads(path.read_text()))
+    trace = search_replay.run_search(method, seed, table, budget, concurrency, engine)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(trace.__dict__))
+    tmp.replace(path)
+    return trace
+
+
+def _cell(stats: tuple[float, float, float], percent: bool = False) -> str:
+    med, q1, q3 = stats
+    if percent:
+        fmt = lambda v: ">100%" if v == float("inf") else f"{100 * v:.0f}%"  # noqa: E731
+        return f"{fmt(med)} [{fmt(q1)}, {fmt(q3)}]"
+    return f"{med:.3f} [{q1:.3f}, {q3:.3f}]"
+
+
+def print_table(rows: dict[str, dict[str, Any]], engine: str, budget: int, target: float, best: float, tolerance: float) -> None:
+    print(f"\nengine: {engine}; grid best val top-1 {best:.3f}; target {target:.3f} (within {100 * tolerance:.0f} point); "
+          f"grid compute {budget} epochs; median [IQR] over seeds\n")  # fmt: skip
+    head = "| method | seeds | trials (median) | " + " | ".join(f"best @ {int(100 * f)}%" for f in FRACTIONS) + " | compute to target | reached |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for method, s in rows.items():
+        cells = " | ".join(_cell(s[f"best@{int(100 * f)}%"]) for f in FRACTIONS)
+        print(f"| {LABELS[method]} | {s['seeds']} | {s['trials']:.0f} | {cells} | {_cell(s['to_target'], True)} | {s['reached']}/{s['seeds']} |")
+
+
+def plot(traces: dict[str, list[Trace]], budget: int, target: float, out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    xs = np.arange(1, budget + 1)
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    for method, group in traces.items():
+        curves = np.array([[t.best_at(int(x)) for x in xs] for t in group])
+        curves[~np.isfinite(curves)] = np.nan
+        q1, med, q3 = np.nanpercentile(curves, [25, 50, 75], axis=0)
+        (line,) = ax.plot(100 * xs / budget, med, label=f"{LABELS[method]} ({len(group)} seeds)")
+        ax.fill_between(100 * xs / budget, q1, q3, alpha=0.15, color=line.get_color())
+    ax.axhline(target, color="k", linestyle=":", linewidth=1, label="grid best - 1 point")
+    ax.set_xlabel("compute spent (% of the grid's epochs)")
+    ax.set_ylabel("best val top-1 so far (median, IQR band)")
+    ax.set_xscale("log")
+    ax.set_xticks([1, 2, 5, 10, 25, 50, 100], labels=["1", "2", "5", "10", "25", "50", "100"])
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget", type=int, default=24, help="trained epochs per method")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs of a full-length trial")
-    parser.add_argument("--steps", type=int, default=12, help="optimiser steps per epoch (train.max_steps_per_epoch)")
-    parser.add_argument("--data-root", default=None, help="synthetic data folder (default: data/synthetic)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=None)
+    parser.add_argument("--build", action="store_true", help="train the grid (resumable) and write the Parquet table, then replay")
+    parser.add_argument("--build-only", action="store_true", help="train the grid and stop")
+    parser.add_argument("--cache", default=str(search_table.CACHE), help="cache folder (table, traces, plot)")
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--engine", choices=("direct", "tune", "both"), default="direct")
+    parser.add_argument("--tune-seeds", type=int, default=None, help="seeds for the Ray Tune engine (default: --seeds)")
+    parser.add_argument("--concurrency", type=int, default=4, help="trials in flight (max_concurrent_trials)")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of: " + ", ".join(METHODS))
+    parser.add_argument("--tolerance", type=float, default=0.01, help="'reached the grid's best' = within this much top-1")
+    parser.add_argument("--fresh", action="store_true", help="rerun searches already kept under <cache>/traces")
+    parser.add_argument("--json", default=None, help="also write the summary as JSON here")
     args = parser.parse_args(argv)
-
-    from harp.config import load_config
-    from harp.data.manifest import ensure_manifest
-    from harp.tune.ray_session import ray_session
-    from harp.tune.space import base_config, parse_space
-    from harp.tune.tuner import run_sweep
-
-    data_root = str(Path(args.data_root or "data/synthetic").resolve())
-    ensure_manifest(load_config([f"data.root={data_root}"]).data, progress=False)
-    work = Path(tempfile.mkdtemp(prefix="harp-bench-search-"))
-    full_trials = max(1, args.budget // args.epochs)
-    methods = [
-        ("TPE + ASHA", "tpe", "asha", 2 * full_trials, SPACE_PARAMS),
-        ("random", "random", "none", full_trials, SPACE_PARAMS),
-        ("grid", "grid", "none", None, {**SPACE_PARAMS, "optim.lr": {"type": "grid", "values": GRID_LR}}),
-    ]
-    rows = []
-    seed_cfg = load_config([f"data.root={data_root}"])
-    with ray_session(seed_cfg, num_cpus=os.cpu_count()):
-        for label, searcher, scheduler, samples, params in methods:
-            space = parse_space(
-                {
-                    "config": {"data.root": data_root, "data.num_workers": 0, "train.epochs": args.epochs,
-                               "train.max_steps_per_epoch": args.steps, "train.batch_size": 8, "wandb.mode": "disabled",
-                               "optim.schedule": "cosine"},
-                    "sweep": {"name": f"search-{searcher}", "output_dir": str(work), "searcher": searcher,
-                              "scheduler": scheduler, "num_samples": samples or 1, "grace_period": 1,
-                              "reduction_factor": 2, "max_concurrent_trials": 2, "seed": args.seed},
-                    "params": params,
-                },
-                name=f"search-{searcher}",
-            )
-            cfg = base_config(space)
-            budget, progress = EpochBudget(args.budget), Progress(cfg.sweep.metric)
-            start = time.perf_counter()
-            outcome = run_sweep(cfg, space, verbose=0, extra_callbacks=(progress,), stop=budget)
-            wall = time.perf_counter() - start
-            trials = len(outcome.results)
-            rows.append({"method": label, "best_val_top1": progress.best, "epochs_to_best": progress.best_at,
-                         "epochs_used": progress.used, "trials": trials, "wall_s": wall})
-            print(f"{label}: best val_top1 {progress.best:.3f} after {progress.best_at}/{progress.used} epochs, {trials} trials, {wall:.0f} s", flush=True)
-
-    print(f"\nSearch efficiency on the synthetic data (10 classes, chance 0.10), budget {args.budget} epochs "
-          f"of {args.steps} steps x batch 8 per method, trials of {args.epochs} epochs, 2 at a time\n")
-    print("| method       | best val top-1 | epochs to reach it | epochs used | trials | wall (s) |")
-    print("|--------------|----------------|--------------------|-------------|--------|----------|")
-    for r in rows:
-        print(f"| {r['method']:<12} | {r['best_val_top1']:>14.3f} | {r['epochs_to_best']:>18} | "
-              f"{r['epochs_used']:>11} | {r['trials']:>6} | {r['wall_s']:>8.0f} |")
+    cache = Path(args.cache)
+    if args.build or args.build_only:
+        search_table.build(cache, log=lambda line: print(line, flush=True))
+        if args.build_only:
+            return 0
+    table = search_table.load_table(cache)
+    budget, best = search_replay.grid_budget(table), search_replay.grid_best(table)
+    target = best - args.tolerance
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    engines = ["direct", "tune"] if args.engine == "both" else [args.engine]
+    summary: dict[str, Any] = {"grid_best": best, "target": target, "budget_epochs": budget, "engines": {}}
+    for engine in engines:
+        seeds = args.tune_seeds if (engine == "tune" and args.tune_seeds) else args.seeds
+        traces: dict[str, list[Trace]] = {}
+        start = time.perf_counter()
+        context = _ray(engine)
+        with context:
+            for method in methods:
+                t0 = time.perf_counter()
+                traces[method] = [load_or_run(cache, engine, method, s, table, budget, args.concurrency, args.fresh) for s in range(seeds)]
+                print(f"{engine:6s} {LABELS[method]:28s} {seeds} seeds in {time.perf_counter() - t0:6.1f} s", file=sys.stderr, flush=True)
+        rows = {m: search_replay.summarise(traces[m], budget, target, FRACTIONS) for m in methods}
+        print_table(rows, engine, budget, target, best, args.tolerance)
+        out = cache / f"search_efficiency_{engine}.png"
+        plot(traces, budget, target, out, f"Replayed searches on the {len(table.curves())}-configuration synthetic grid ({engine} engine, "
+             f"{args.concurrency} trials in flight)")  # fmt: skip
+        print(f"\nplot: {out}   ({time.perf_counter() - start:.0f} s)")
+        summary["engines"][engine] = rows
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=2))
-    shutil.rmtree(work, ignore_errors=True)
+        Path(args.json).write_text(json.dumps(summary, indent=2))
     return 0
+
+
+class _ray:
+    """A shared local Ray instance for every Tune-engine search (nothing for the direct engine)."""
+
+    def __init__(self, engine: str) -> None:
+        self.engine = engine
+
+    def __enter__(self) -> None:
+        if self.engine == "tune":
+            os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+            os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "3600")
+            import ray
+
+            ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.engine == "tune":
+            import ray
+
+            ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,18 @@ which is how the forced-TorchTrainer row is switched on); Ray's start-up is repo
 pays for its worker pool); each sweep
 row is the wall time of ``Tuner.fit()`` including searcher, scheduler, checkpoints and W&B-off
 bookkeeping. ratio = sweep wall / plain wall; overhead/trial = (sweep - plain) / K.
+
+Then the per-phase breakdown (``--no-breakdown`` skips it): the same K trials once more as a 1-worker
+in-process sweep and as a 2-worker TorchTrainer sweep (and the plain loop), with harp's functions
+timed in every process (``bench/trial_phases.py``, installed in Ray's workers through
+``worker_process_setup_hook``) and W&B in ``--wandb`` mode (offline: what a sweep without an API key
+does). Per phase the median over the K trials: actor start, config resolution, manifest load,
+datasets, model build, first batch, train epochs, validation, checkpoint + report, W&B in the
+driver, teardown.
+
+``--before REV`` also runs every row on the harp package as committed at REV (``git archive``, read
+only, into a temporary folder put first on PYTHONPATH) in a subprocess of this run, and prints
+before/after ratios next to the rows: the overhead cuts measured in one run, on the same load.
 """
 from __future__ import annotations
 
@@ -28,6 +40,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from overhead_phases import before_after, run_breakdown
 
 
 def _space(data_root: str, out: str, name: str, trials: int, steps: int, workers: int):
@@ -59,7 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default=None, help="synthetic data folder (default: a fresh small one in a temp dir)")
     parser.add_argument("--skip-forced", action="store_true", help="skip the 1-worker TorchTrainer row")
     parser.add_argument("--json", default=None, help="also write the rows as JSON")
+    parser.add_argument("--no-breakdown", action="store_true", help="skip the per-phase breakdown")
+    parser.add_argument("--breakdown-only", action="store_true", help="only the per-phase breakdown")
+    parser.add_argument("--wandb", default="offline", choices=("offline", "disabled"), help="W&B mode of the breakdown sweeps")
+    parser.add_argument("--before", default=None, help="git revision whose harp package is the 'before' of a before/after comparison")
     args = parser.parse_args(argv)
+    if args.before:
+        return before_after(args, argv or sys.argv[1:])
 
     from harp.config import load_config
     from harp.data.manifest import ensure_manifest
@@ -73,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     seed_cfg = load_config([f"data.root={data_root}", "data.synth.num_classes=4", "data.synth.clips_per_class=10",
                             "data.synth.max_size=64", "data.num_workers=0"])
     ensure_manifest(seed_cfg.data, progress=False)
-    rows = []
+    rows: list[dict] = []
+    if args.breakdown_only:
+        phases = run_breakdown(args, data_root, work)
+        _finish(args, work, {"phases": phases})
+        return 0
 
     # plain loop: the same K trainings, no Ray
     space = _space(data_root, str(work / "runs"), "plain", args.trials, args.steps, 1)
@@ -124,11 +148,16 @@ def main(argv: list[str] | None = None) -> int:
         trainer = "yes" if row["torchtrainer"] else "no"
         print(f"| {row['row']:<38} | {row['workers']:>7} | {trainer:>12} | {row['wall_s']:>8.1f} | "
               f"{row['ratio']:>14.2f} | {row['overhead_per_trial_s']:>20.1f} |")
+    phases = {} if args.no_breakdown else run_breakdown(args, data_root, work)
+    _finish(args, work, {"ray_start_s": ray_start, "trials": args.trials, "steps": args.steps, "rows": rows, "phases": phases})
+    return 0
+
+
+def _finish(args: argparse.Namespace, work: Path, result: dict) -> None:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"ray_start_s": ray_start, "trials": args.trials, "steps": args.steps, "rows": rows}, indent=2))
+        Path(args.json).write_text(json.dumps(result, indent=2))
     shutil.rmtree(work, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":
