@@ -1,16 +1,19 @@
 """Data pipeline benchmark: clips/s per CPU core for each sampler, decord vs PyAV, original vs
-prepared videos, against the naive way (decode the whole video, then pick frames); and the
-loader's resident memory over several epochs (it must stay flat).
+prepared videos, against the naive way (decode the whole video, then pick frames); the loader's
+resident memory over several epochs (it must stay flat); and harp's dataset item against the raw
+decord read (its ceiling), a DataLoader with workers and the decode-everything way, for the same
+videos and frames (``bench/loader_bench.py``, issue 12's goals: item >= 0.8x raw, >= 5x naive).
 
 Videos are synthetic but UCF101-sized: 320x240, 25 fps, 7 s (175 frames). "original" mimics the
 official UCF101 files: MPEG-4 part 2 (XviD-like) in .avi with a long keyframe interval (250);
 "prepared" is the output of ``harp data prepare`` (CFR H.264 .mp4, keyframe every 16 frames) at
 the original 240 px short side, and at 128 px. Every measurement runs in this one process with one
 decode thread and counts CPU time (``time.process_time``), so clips/s is per CPU core even on a
-busy machine. The memory run uses wall-clock time.
+busy machine. The memory run and the loader table's DataLoader column use wall-clock time.
 
-    .venv/bin/python bench/data.py            # full table (~2-3 minutes on 2 cores)
-    .venv/bin/python bench/data.py --quick    # fewer videos and shorter timings
+    .venv/bin/python bench/data.py                  # all tables (~4-5 minutes on 2 cores)
+    .venv/bin/python bench/data.py --quick          # fewer videos and shorter timings
+    .venv/bin/python bench/data.py --only loader    # one section (decode, memory, loader)
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+import loader_bench
 from harp.config.schema import SamplingMethod
 from harp.data.decode import FrameDecoder, decode_all
 from harp.data.prepare import transcode
@@ -33,9 +37,11 @@ from harp.data.probe import probe_video
 from harp.data.sampling import SamplingParams, sample
 from harp.data.synthetic import render_clip
 
+SECTIONS = ("decode", "memory", "loader")
 WIDTH, HEIGHT, FPS, FRAMES = 320, 240, 25, 175
 # Sampler settings of the papers: 8 frames (1/8 stride for uniform, every 3rd for 000's
-# segment_stride), multi_clip = 003's 5 clips (here of 8 frames: 40 frames per sample).
+# segment_stride), multi_clip = 003's 5 clips (here of 8 frames: 40 frames per sample),
+# segment_frames = MDT-Net's 5 adjacent frames per segment (here 2 segments: 10 frames).
 PARAMS = {
     "uniform": SamplingParams(num_frames=8, interval=8),
     "equidistant": SamplingParams(num_frames=8),
@@ -43,6 +49,7 @@ PARAMS = {
     "dense": SamplingParams(num_frames=8),
     "multi_clip": SamplingParams(num_frames=8, num_clips=5),
     "segment_stride": SamplingParams(num_frames=8, interval=3),
+    "segment_frames": SamplingParams(num_frames=10, segment_frames=5),
 }
 
 
@@ -128,27 +135,13 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            kids += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return kids
-
-
 def bench_memory(root: Path, epochs: int, workers: int) -> list[tuple[int, float, float, float]]:
     """(epoch, main RSS MB, workers' RSS MB, clips/s) over several epochs of the real loader."""
     import torch
 
-    from harp.config import load_config
-    from harp.data.loader import build_dataset, build_loader
+    from harp.data.loader import build_loader
 
-    folder = root / "prepared240"
-    cfg = load_config(["data=folder", f"data.root={folder}", "data.val_fraction=0", "data.test_fraction=0.01",
-                       "data.probe_workers=1", "sampling.method=uniform", "sampling.interval=4"])  # fmt: skip
-    dataset = build_dataset(cfg, "train", True, frames=8, frame_size=112)
+    dataset = loader_bench.train_dataset(root / "prepared240")
     # Many passes over the few videos per "epoch", so each epoch decodes a few hundred clips.
     repeat = max(1, 240 // len(dataset))
     indices = list(range(len(dataset))) * repeat
@@ -160,7 +153,7 @@ def bench_memory(root: Path, epochs: int, workers: int) -> list[tuple[int, float
         for batch in loader:
             n += len(batch["label"])
         dt = time.perf_counter() - start
-        kids = _children(os.getpid())
+        kids = loader_bench.children(os.getpid())
         rows.append((epoch, _rss_mb(os.getpid()), sum(_rss_mb(k) for k in kids), n / dt))
         print(f"  epoch {epoch}: main {rows[-1][1]:.0f} MB, workers {rows[-1][2]:.0f} MB, {rows[-1][3]:.0f} clips/s", file=sys.stderr, flush=True)
     return rows
@@ -172,7 +165,8 @@ def main() -> int:
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=1.0, help="minimum seconds per measurement")
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2, help="loader workers for the memory run")
+    parser.add_argument("--workers", type=int, default=2, help="loader workers for the memory run and the loader table")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run (default: all)")
     parser.add_argument("--keep", help="keep the generated videos in this folder")
     args = parser.parse_args()
     if args.quick:
@@ -184,30 +178,35 @@ def main() -> int:
         sizes = {k: np.mean([p.stat().st_size for p in v]) / 1e3 for k, v in sources.items()}
         print(f"made {args.videos} videos of {WIDTH}x{HEIGHT}, {FPS} fps, {FRAMES} frames in {time.perf_counter() - t0:.0f} s "
               f"(mean size: " + ", ".join(f"{k} {v:.0f} KB" for k, v in sizes.items()) + ")")  # fmt: skip
-        rows = bench_decode(sources, args.seconds)
-        print()
-        print("clips per CPU-second (one process, one decode thread); naive = decode the whole video, then pick 8 frames")
-        print()
-        header = "| sampler | source | decord | PyAV | decord naive | PyAV naive | decord / naive | PyAV / naive |"
-        print(header)
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
-        for source in sources:
-            for method in SamplingMethod:
-                d = next(r for r in rows if r["source"] == source and r["backend"] == "decord" and r["sampler"] == method)
-                p = next(r for r in rows if r["source"] == source and r["backend"] == "pyav" and r["sampler"] == method)
-                print(f"| {method} | {source} | {d['clips_s']:.1f} | {p['clips_s']:.1f} | {d['naive_s']:.1f} | {p['naive_s']:.1f} "
-                      f"| {d['clips_s'] / d['naive_s']:.1f}x | {p['clips_s'] / p['naive_s']:.1f}x |")  # fmt: skip
-        print()
-        mem = bench_memory(root, args.epochs, args.workers)
-        print(f"loader resident memory over {args.epochs} epochs ({args.workers} workers, uniform 8x4, 112 px, prepared240):")
-        print()
-        print("| epoch | main RSS MB | workers RSS MB | clips/s |")
-        print("|---:|---:|---:|---:|")
-        for epoch, main_mb, workers_mb, speed in mem:
-            print(f"| {epoch} | {main_mb:.0f} | {workers_mb:.0f} | {speed:.0f} |")
-        warm = min(2, len(mem) - 1)  # allocators and caches fill during the first epochs
-        growth = (mem[-1][1] + mem[-1][2]) - (mem[warm][1] + mem[warm][2])
-        print(f"\ntotal RSS change from epoch {warm + 1} to epoch {len(mem)}: {growth:+.0f} MB")
+        if "decode" in args.only:
+            rows = bench_decode(sources, args.seconds)
+            print()
+            print("clips per CPU-second (one process, one decode thread); naive = decode the whole video, then pick 8 frames")
+            print()
+            header = "| sampler | source | decord | PyAV | decord naive | PyAV naive | decord / naive | PyAV / naive |"
+            print(header)
+            print("|---|---|---:|---:|---:|---:|---:|---:|")
+            for source in sources:
+                for method in SamplingMethod:
+                    d = next(r for r in rows if r["source"] == source and r["backend"] == "decord" and r["sampler"] == method)
+                    p = next(r for r in rows if r["source"] == source and r["backend"] == "pyav" and r["sampler"] == method)
+                    print(f"| {method} | {source} | {d['clips_s']:.1f} | {p['clips_s']:.1f} | {d['naive_s']:.1f} | {p['naive_s']:.1f} "
+                          f"| {d['clips_s'] / d['naive_s']:.1f}x | {p['clips_s'] / p['naive_s']:.1f}x |")  # fmt: skip
+            print()
+        if "memory" in args.only:
+            mem = bench_memory(root, args.epochs, args.workers)
+            print(f"loader resident memory over {args.epochs} epochs ({args.workers} workers, uniform 8x4, 112 px, prepared240):")
+            print()
+            print("| epoch | main RSS MB | workers RSS MB | clips/s |")
+            print("|---:|---:|---:|---:|")
+            for epoch, main_mb, workers_mb, speed in mem:
+                print(f"| {epoch} | {main_mb:.0f} | {workers_mb:.0f} | {speed:.0f} |")
+            warm = min(2, len(mem) - 1)  # allocators and caches fill during the first epochs
+            growth = (mem[-1][1] + mem[-1][2]) - (mem[warm][1] + mem[warm][2])
+            print(f"\ntotal RSS change from epoch {warm + 1} to epoch {len(mem)}: {growth:+.0f} MB")
+        if "loader" in args.only:
+            folders = {name: root / name for name in sources}
+            loader_bench.print_table(loader_bench.run(folders, args.workers, args.seconds), args.workers)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
