@@ -48,8 +48,15 @@ def failed(synthetic_config, synthetic_manifest, tmp_path_factory):
     killed: list[int] = []
 
     def kill_the_first_trials_worker() -> None:
-        """SIGKILL the process running the first trial once it has a checkpoint (a crash)."""
-        trial = wait_for(lambda: next((d for d in trial_dirs(sweep_dir) if checkpoints(d)), None), timeout=300, what="a checkpoint")
+        """SIGKILL the process running the first trial once it has a checkpoint and the driver has
+        logged that epoch's report (a crash after a reported epoch; a kill between the two would
+        lose the epoch's row, which the history check below is not about)."""
+
+        def reported(trial_dir: Path) -> bool:
+            results = trial_dir / "result.json"
+            return bool(checkpoints(trial_dir)) and results.is_file() and bool(results.read_text().strip())
+
+        trial = wait_for(lambda: next((d for d in trial_dirs(sweep_dir) if reported(d)), None), timeout=300, what="a reported checkpoint")
         assert trial is not None
         worker = wait_for(_trial_worker, timeout=60, what="the trial's worker")
         worker.kill()
