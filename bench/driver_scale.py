@@ -54,13 +54,19 @@ class Timers:
         self._depth = 0
 
     def wrap_storage(self, storage: Any) -> None:
-        """Time every public method of the storage object (outermost call only)."""
+        """Time every public method of the storage object (outermost call only). The timed
+        methods are instance attributes, which the searcher's pickled state (Tune's experiment
+        checkpoint) must not carry: the storage's class leaves them out of its state."""
+        timed = []
         for name in dir(storage):
             if name.startswith("_"):
                 continue
             attr = getattr(storage, name)
             if callable(attr):
                 setattr(storage, name, self._timed_storage(attr))
+                timed.append(name)
+        storage.__dict__["_bench_timed"] = tuple(timed)
+        _untimed_state(type(storage))
 
     def _timed_storage(self, fn: Any) -> Any:
         @functools.wraps(fn)
@@ -75,6 +81,23 @@ class Timers:
                     self.storage += time.perf_counter() - t0
 
         return wrapper
+
+
+def _untimed_state(cls: type) -> None:
+    """Make ``cls``'s pickled state leave out the timed methods ``Timers.wrap_storage`` set."""
+    if getattr(cls, "_bench_untimed", False):
+        return
+    original = cls.__getstate__
+
+    def getstate(self: Any) -> Any:
+        state = original(self)
+        timed = self.__dict__.get("_bench_timed", ())
+        if isinstance(state, dict) and timed:
+            state = {k: v for k, v in state.items() if k not in timed and k != "_bench_timed"}
+        return state
+
+    cls.__getstate__ = getstate  # type: ignore[method-assign]
+    cls._bench_untimed = True  # type: ignore[attr-defined]
 
 
 def _instrument(searcher: Any, timers: Timers) -> None:
@@ -102,6 +125,8 @@ def _instrument(searcher: Any, timers: Timers) -> None:
     searcher.suggest = timed_suggest
     searcher.on_trial_result = functools.partial(timed, on_result)
     searcher.on_trial_complete = functools.partial(timed, on_complete)
+    searcher.__dict__["_bench_timed"] = ("suggest", "on_trial_result", "on_trial_complete")
+    _untimed_state(type(searcher))  # Tune pickles the searcher at every experiment checkpoint
 
 
 def trivial_trial(config: dict[str, Any]) -> None:
