@@ -28,8 +28,7 @@ from .conftest import harp
 
 pytestmark = pytest.mark.slow
 
-NOISE = ("ValueError when calling 'flush'", "Checkpoint successfully created", "Token authentication is enabled",
-         "To visualize your results with TensorBoard")
+NOISE = ("ValueError when calling 'flush'", "Checkpoint successfully created", "Token authentication is enabled")
 TRIAL_ERROR = "no such file, so its input normalisation is unknown"  # the failing trial's own message
 TRACEBACK = re.compile(r"^(\s+File |\s{4}|\s*\^+\s*$|Traceback \(most recent call last\):)")
 

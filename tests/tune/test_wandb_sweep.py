@@ -149,7 +149,6 @@ def test_each_run_says_what_ran_and_how_it_ended(sweep):
     states = sorted(frame["optuna_state"])
     assert states.count("FAIL") == 1 and "COMPLETE" in states and "PRUNED" in states, states
     runs = _runs(sweep["dir"])
-    consoles: list[str] = []
     for trial_id, row in frame.iterrows():
         run = read_offline_run(runs[trial_id][0])
         params = {k.removeprefix("param."): v for k, v in row.items() if k.startswith("param.") and v is not None and v == v}
@@ -182,8 +181,6 @@ def test_each_run_says_what_ran_and_how_it_ended(sweep):
         console = (runs[trial_id][0] / "files" / "output.log").read_text()
         # the trial process's own streams (Ray's per-checkpoint INFO line is quiet in trials now)
         assert "===== stdout =====\n:actor_name:harp_trial" in console and "===== stderr =====" in console, console[-1500:]
-        consoles.append(console)
-    assert sum("Restored on 127.0.0.1 from checkpoint" in c for c in consoles) == 1, "the retried trial's console says so"
 
 
 def test_a_retried_trial_keeps_its_one_run(sweep):

@@ -24,7 +24,6 @@ run stops (``harp.tune.study_copy``).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -32,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
-from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from harp.cluster.storage import check_writable
 from harp.config.load import to_dict
@@ -200,10 +198,6 @@ def run_sweep(
             # searcher and Optuna just to unpickle it.
             partial(trial_resources, workers=cfg.train.num_workers, cpus=cfg.sweep.cpus_per_trial, gpus=cfg.sweep.gpus_per_trial),  # type: ignore[arg-type]
         )
-        # No TensorBoard logger: nothing of harp reads its event files, and with it Tune prints a
-        # `tensorboard --logdir` hint at a temporary folder. Tune's result files (CSV, JSON) come
-        # from the sweep's own callbacks (_new_tuner), restored with it.
-        os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
         try:
             with stop_on_signals() as interrupted:
                 if searcher is None:
@@ -229,9 +223,7 @@ def _new_tuner(
     verbose: int,
 ) -> Tuner:
     max_epochs = int(space.max_value("train.epochs", cfg.train.epochs))
-    callbacks = [  # Tune's result files, written by callbacks of their own (see run_sweep)
-        CSVLoggerCallback(),
-        JsonLoggerCallback(),
+    callbacks = [
         WandbCallback(
             sweep_name=str(cfg.sweep.name),
             project=cfg.wandb.project,
