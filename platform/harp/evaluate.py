@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from harp.config.schema import HarpConfig
+from harp.confusion_figure import draw_confusion
 from harp.data.dataset import VideoClipDataset
 from harp.data.loader import batch_failed, batch_skipped, build_dataset, build_loader
 from harp.errors import HarpError
@@ -156,21 +157,9 @@ def plot_confusion(path: str | Path, cm: np.ndarray, names: Sequence[str], title
     k = len(names)
     side = min(24.0, max(4.0, 0.35 * k + 2.0))
     fig, ax = plt.subplots(figsize=(side, side))
-    support = cm.sum(axis=1, keepdims=True)
-    norm = np.divide(cm, np.maximum(support, 1), dtype=np.float64)
-    image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
-    ax.set_xticks(range(k), labels=names, rotation=90, fontsize=max(4, 10 - k // 12))
-    ax.set_yticks(range(k), labels=names, fontsize=max(4, 10 - k // 12))
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if k <= 30:
-        for i in range(k):
-            for j in range(k):
-                if cm[i, j]:
-                    ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
+    draw_confusion(ax, cm, names, font=max(4, 10 - k // 12))
     if title:
         ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

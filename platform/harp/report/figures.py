@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harp.confusion_figure import draw_confusion
 from harp.numbers import is_finite, signed
 from harp.report.snapshot import SweepSnapshot, TrialRow
 
@@ -303,19 +304,8 @@ def confusion(title: str, names: list[str], matrix: list[list[int]]) -> Drawn:
     accuracy = np.divide(np.diag(cm), np.maximum(support, 1))
     side = min(14.0, max(4.0, 0.35 * k + 2.5))
     fig, (left, right) = plt.subplots(1, 2, figsize=(side * 2, side), gridspec_kw={"width_ratios": [1.15, 1]})
-    norm = cm / np.maximum(support[:, None], 1)
-    image = left.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     font = max(4, 9 - k // 12)
-    left.set_xticks(range(k), labels=names, rotation=90, fontsize=font)
-    left.set_yticks(range(k), labels=names, fontsize=font)
-    left.set_xlabel("predicted")
-    left.set_ylabel("true")
-    if k <= 30:
-        for i in range(k):
-            for j in range(k):
-                if cm[i, j]:
-                    left.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
-    fig.colorbar(image, ax=left, fraction=0.046, pad=0.04)
+    draw_confusion(left, cm, names, font=font)
     order = list(range(k))[::-1]
     right.barh([names[i] for i in order], [accuracy[i] for i in order], color="#1f77b4")
     for y, i in enumerate(order):
