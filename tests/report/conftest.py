@@ -109,8 +109,11 @@ def write_space(path: Path, space: dict[str, Any]) -> Path:
     return path
 
 
-def wait_for(condition: Callable[[], Any], process: subprocess.Popen | None = None, *, timeout: float = 300, what: str = "") -> Any:
-    """Poll ``condition`` until it is truthy; fail when the process ends first or at the timeout."""
+def wait_for(
+    condition: Callable[[], Any], process: subprocess.Popen | None = None, *, timeout: float = 300, what: str = "", interval: float = 0.5
+) -> Any:
+    """Poll ``condition`` every ``interval`` seconds until it is truthy; fail when the process ends
+    first or at the timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
@@ -118,5 +121,5 @@ def wait_for(condition: Callable[[], Any], process: subprocess.Popen | None = No
             return value
         if process is not None and process.poll() is not None:
             raise AssertionError(f"the sweep ended (exit {process.returncode}) before {what}")
-        time.sleep(0.5)
+        time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")

@@ -26,17 +26,6 @@ def _status(sweep_dir: Path, *args: str) -> str:
     return out.stdout
 
 
-def _trial_worker(pid: int) -> psutil.Process | None:
-    """The Ray worker process that runs a Tune trial (it retitles itself ray::ImplicitFunc...)."""
-    for process in psutil.Process(pid).children(recursive=True):
-        try:
-            if process.cmdline()[:1] and process.cmdline()[0].startswith("ray::ImplicitFunc"):
-                return process
-        except psutil.NoSuchProcess:
-            continue
-    return None
-
-
 def _trial_reported(sweep_dir: Path) -> bool:
     return any(p.stat().st_size for p in (sweep_dir / "tune").glob("harp_trial_*/progress.csv"))
 
@@ -46,16 +35,24 @@ def running(report_data, tmp_path_factory):
     """A study sweep started as `harp sweep` in its own process, and what was seen while it ran."""
     tmp = tmp_path_factory.mktemp("running")
     params = {"model.family": {"type": "grid", "values": ["cnn3d_attention", "tsm"]}}
-    space = write_space(tmp / "space.yaml", space_dict(report_data, tmp / "runs", "live", params=params, epochs=4, group_by=["model.family"]))
+    # grace 4 of 4 epochs: ASHA stops neither family, so the finished study has both cells
+    sweep_space = space_dict(report_data, tmp / "runs", "live", params=params, epochs=4, group_by=["model.family"], grace_period=4)
+    # one clip per step and every training clip an epoch: epochs of about a second rather than a
+    # fifth, so the first trial is still running a moment after its first epoch is on disk
+    sweep_space["config"].update({"train.batch_size": 1, "train.max_steps_per_epoch": 64})
+    space = write_space(tmp / "space.yaml", sweep_space)
     sweep_dir = tmp / "runs" / "live"
     log = tmp / "sweep.log"
     with open(log, "w") as handle:
         sweep = subprocess.Popen(harp("sweep", "--space", str(space), "--quiet"), stdout=handle, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for(lambda: _trial_reported(sweep_dir), sweep, timeout=600, what="the first trial's first epoch")
-        # the trial's process is paused while we look, so "running" is still true when we do
-        worker = wait_for(lambda: _trial_worker(sweep.pid), sweep, timeout=60, what="the trial's process")
-        worker.suspend()
+        wait_for(lambda: _trial_reported(sweep_dir), sweep, timeout=600, what="the first trial's first epoch", interval=0.02)
+        # The sweep's driver (Tune's controller, which writes every trial's state and results to the
+        # sweep directory) is paused while we look, so the first trial is still RUNNING when we do,
+        # however fast its epochs are. Pausing the trial's own process instead raced with a trial
+        # whose last epochs ended (and whose process Ray killed) before we found it.
+        driver = psutil.Process(sweep.pid)
+        driver.suspend()
         try:
             watch = subprocess.Popen(harp("status", str(sweep_dir), "--watch", "1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             seen = {"status": _status(sweep_dir), "report": build_report(sweep_dir, tmp / "live-report"), "snapshot": read_snapshot(sweep_dir)}
@@ -64,7 +61,7 @@ def running(report_data, tmp_path_factory):
                 with urllib.request.urlopen(seen["dashboard"], timeout=30) as response:
                     seen["dashboard_status"] = response.status
         finally:
-            worker.resume()
+            driver.resume()
         assert sweep.wait(timeout=900) == 0, log.read_text()[-3000:]
         watched, _ = watch.communicate(timeout=120)
         seen["watch"] = watched

@@ -4,6 +4,7 @@ with its Pareto front, read back from the offline .wandb file."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import optuna
@@ -46,7 +47,8 @@ def test_importances_count_pruned_trials_and_find_what_matters():
     assert param_importances(few) == ({}, pytest.approx(param_importances(few)[1])) and "needs at least 4" in param_importances(few)[1]
 
 
-def test_a_multi_objective_summary_run_carries_the_pareto_front(tmp_path, monkeypatch):
+def test_a_multi_objective_summary_run_carries_the_pareto_front(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG, logger="harp")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     from harp.tune.wandb_logging import log_summary
@@ -70,6 +72,7 @@ def test_a_multi_objective_summary_run_carries_the_pareto_front(tmp_path, monkey
     run_id = log_summary(sweep_name="mo", project="harp-test", entity=None, mode="offline", directory=paths.root, trials=trials, best={"trial_id": "t3"})
     assert run_id == "mo-summary"
     run = read_offline_run(next(paths.wandb.glob("offline-run-*-mo-summary")))
+    assert "importance_method" in run["summary"], f"the summary run read no study: {caplog.text[-3000:]}"
     assert run["summary"]["pareto_front/nrows"] == 4 and run["summary"]["trials/nrows"] == 5
     assert run["summary"]["best/test_confusion_matrix"] == [[3, 1], [0, 4]]
     table = json.loads((next(paths.wandb.glob("offline-run-*-mo-summary")) / "files" / run["summary"]["pareto_front/path"]).read_text())

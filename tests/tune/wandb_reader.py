@@ -13,6 +13,7 @@ left as padding.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,23 @@ def _key(item: Any) -> str:
     return item.key or "/".join(item.nested_key)
 
 
-def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
+def read_offline_run(run_dir: str | Path, *, finished: bool = True, timeout: float = 60.0) -> dict[str, Any]:
+    """What an offline run logged (``_read_run``); with ``finished``, once its exit record is on
+    disk. ``run.finish()`` returns when W&B's service has the run's exit, not when its writer has
+    flushed the ``.wandb`` file: read at once on a busy machine, the file can still hold only its
+    first records (the summary run's test saw an empty summary about one time in thirty under
+    load)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = _read_run(run_dir)
+        if not finished or run["exit_code"] is not None:
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{run_dir}: no exit record {timeout:.0f} s after the run finished ({len(run['history'])} history rows read)")
+        time.sleep(0.2)
+
+
+def _read_run(run_dir: str | Path) -> dict[str, Any]:
     """What an offline run logged, as W&B's server would see it after ``wandb sync``::
 
         {"id", "name", "group", "tags", "config", "history": [row per log call], "summary",

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from harp.cluster.storage import StorageLocation, is_uri, resolve_output_dir
+from harp.cluster.storage import StorageLocation, is_uri, redacted, resolve_output_dir
 from harp.config.schema import HarpConfig
 from harp.errors import HarpError
 from harp.numbers import best_of, is_finite, signed
@@ -268,9 +268,11 @@ def load_study(cfg: HarpConfig, paths: SweepPaths) -> optuna.Study | None:
         return None
     try:
         return optuna.load_study(study_name=str(cfg.sweep.name), storage=make_storage(url))
-    except Exception as exc:  # no database yet (a sweep starting), another study name, no driver
-        log.debug("Optuna study not readable (%s)", exc)
-        return None
+    except KeyError as exc:  # the database is there, the study not yet (a sweep starting)
+        log.debug("Optuna study %s not in %s yet (%s)", cfg.sweep.name, redacted(url), exc)
+    except Exception as exc:  # a database that cannot be opened or read, no driver for it
+        log.warning("the Optuna study %s in %s is not readable (%s: %s)", cfg.sweep.name, redacted(url), type(exc).__name__, exc)
+    return None
 
 
 def param_importances(study: optuna.Study) -> tuple[dict[str, float], str]:
