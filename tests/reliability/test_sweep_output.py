@@ -4,7 +4,8 @@ optuna-dashboard's own HTTP API.
 
 - neither output has Ray's and Tune's noise (the "ValueError when calling 'flush'" warnings of
   torch's loggers bound to a trial's closed log file, the per-epoch "Checkpoint successfully
-  created" lines, the token-authentication warning), and both still show the failed trial's error;
+  created" lines, the token-authentication warning, the TensorBoard hint at a temporary folder), and
+  both still show the failed trial's error, and Tune's result files are still written;
 - ``--quiet`` keeps harp's header, one line per finished trial and the summary;
 - the end points at `harp report` and `harp status`;
 - optuna-dashboard names the objectives (``val_top1``, ``gflops``) and shows ``optim.lr`` as one
@@ -28,7 +29,8 @@ from .conftest import harp
 
 pytestmark = pytest.mark.slow
 
-NOISE = ("ValueError when calling 'flush'", "Checkpoint successfully created", "Token authentication is enabled")
+NOISE = ("ValueError when calling 'flush'", "Checkpoint successfully created", "Token authentication is enabled",
+         "To visualize your results with TensorBoard")  # Tune's hint at a temporary folder
 TRIAL_ERROR = "no such file, so its input normalisation is unknown"  # the failing trial's own message
 TRACEBACK = re.compile(r"^(\s+File |\s{4}|\s*\^+\s*$|Traceback \(most recent call last\):)")
 
@@ -88,6 +90,11 @@ def test_no_ray_or_tune_noise_and_the_real_error_still_shows(sweeps):
         assert TRIAL_ERROR in output, name
         summary = output.split("sweep finished in", 1)[1]
         assert "3 trials, 1 with errors" in summary and TRIAL_ERROR in summary, name  # harp's own line per failed trial
+    for name, (_, sweep_dir) in sweeps.items():  # without Tune's TensorBoard logger, its CSV and JSON results remain
+        trials = sorted((sweep_dir / "tune").glob("harp_trial_*"))
+        assert len(trials) == 3 and not [e for t in trials for e in t.glob("events.out.tfevents*")], name
+        ran = [t for t in trials if (t / "progress.csv").is_file() and (t / "progress.csv").stat().st_size]
+        assert len(ran) >= 2 and all((t / "result.json").stat().st_size for t in ran), name
 
 
 def test_quiet_keeps_the_header_a_line_per_trial_and_the_summary(sweeps):

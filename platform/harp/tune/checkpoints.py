@@ -1,7 +1,8 @@
 """A trial's checkpoints wherever they are: the pointer a multi-worker trial leaves to its Ray
 Train run, the best checkpoint of a Train run or of Tune's own records, and a local directory to
-read one from (a checkpoint on remote storage is downloaded for the block, then removed).
-``harp.tune.results`` reads trials through these and re-exports them.
+read one from (a checkpoint on remote storage is downloaded for the block, then removed), and
+the per-epoch history the checkpoints carry (to fill an epoch whose report the driver never
+logged). ``harp.tune.results`` reads trials through these and re-exports them.
 
 Ray is imported inside the functions: it takes seconds, and ``harp export --help`` should not.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harp.cluster.storage import StorageLocation
+from harp.numbers import is_finite
 from harp.tune.sweep_location import TRAIN_RUNS_DIR
 
 if TYPE_CHECKING:
@@ -45,6 +47,57 @@ def read_text(filesystem: pyarrow.fs.FileSystem, path: str) -> str | None:
             return bytes(stream.readall()).decode("utf-8", errors="replace")
     except (OSError, ValueError):
         return None
+
+
+def checkpoint_histories(trial_dir: str, filesystem: pyarrow.fs.FileSystem) -> list[list[dict[str, Any]]]:
+    """The per-epoch history each of a Tune trial's kept checkpoints carries (its ``history.json``,
+    written beside the weights: ``harp.train.reproduce``), newest checkpoint first; [] when the
+    trial keeps none (a multi-worker trial's are in its Train run) or they cannot be listed."""
+    import pyarrow.fs
+
+    from harp.train.reproduce import HISTORY_FILE
+
+    try:
+        infos = filesystem.get_file_info(pyarrow.fs.FileSelector(str(trial_dir).rstrip("/"), recursive=False))
+    except (OSError, ValueError):
+        return []
+    folders = sorted((i.path for i in infos if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith("checkpoint_")), reverse=True)
+    histories = []
+    for folder in folders:
+        text = read_text(filesystem, f"{folder}/{HISTORY_FILE}")
+        try:
+            rows = json.loads(text) if text else []
+        except ValueError:
+            continue
+        if isinstance(rows, list):
+            histories.append([row for row in rows if isinstance(row, dict)])
+    return histories
+
+
+def _epoch(row: dict[str, Any]) -> int:
+    value = row.get("epoch")
+    return int(value) if value is not None and is_finite(value) else 0
+
+
+def with_checkpointed_epochs(history: list[dict[str, Any]], trial_dir: str, filesystem: pyarrow.fs.FileSystem) -> list[dict[str, Any]]:
+    """``history`` with the epochs it lacks below its last one taken from the trial's checkpoints.
+
+    A trial process killed after an epoch's checkpoint is on disk but before the driver has logged
+    that epoch's report loses the report (Tune's result files are the driver's), while the retry
+    resumes after that checkpoint: without this its history would skip the epoch. Each checkpoint
+    carries every epoch of its run so far, so the row is read back from there, marked
+    ``from_checkpoint``. Only a history with a gap reads the checkpoints."""
+    have = {_epoch(row) for row in history} - {0}
+    missing = set(range(1, max(have, default=0) + 1)) - have
+    if not missing:
+        return history
+    filled = list(history)
+    for rows in checkpoint_histories(trial_dir, filesystem):
+        for row in rows:
+            if _epoch(row) in missing:
+                missing.discard(_epoch(row))
+                filled.append({**row, "from_checkpoint": True})
+    return sorted(filled, key=_epoch)
 
 
 def local_fs() -> pyarrow.fs.FileSystem:
@@ -140,8 +193,10 @@ __all__ = [
     "BestCheckpoint",
     "TRAIN_RUN_FILE",
     "best_train_run_checkpoint",
+    "checkpoint_histories",
     "read_text",
     "train_run_of",
+    "with_checkpointed_epochs",
     "tune_checkpoints",
     "write_train_run",
 ]

@@ -40,6 +40,7 @@ from harp.tune.checkpoints import (
     read_text,
     train_run_of,
     tune_checkpoints,
+    with_checkpointed_epochs,
     write_train_run,
 )
 from harp.tune.study_copy import readable_study_url
@@ -197,6 +198,8 @@ def load_trials(source: SweepPaths | str | Path) -> list[TrialRecord]:
                 # reports some epochs again (the later report is the one its checkpoints match)
                 by_epoch = {row.get("epoch", 0): row for row in history}
                 history = [by_epoch[epoch] for epoch in sorted(by_epoch)]
+                if trial.path:
+                    history = with_checkpointed_epochs(history, trial.path, tune.filesystem)
         records.append(
             TrialRecord(
                 trial_id=trial.trial_id,

@@ -24,13 +24,16 @@ run stops (``harp.tune.study_copy``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from harp.cluster.storage import check_writable
 from harp.config.load import to_dict
@@ -205,10 +208,33 @@ def run_sweep(
                                           storage_filesystem=paths.filesystem if paths.is_remote else None)
                 else:
                     tuner = _new_tuner(cfg, space, paths, trainable, searcher, base, extra_callbacks, stop, verbose)
-                results = tuner.fit()
+                with _no_tensorboard_logger():
+                    results = tuner.fit()
         finally:
             upload_study_copy(cfg, paths)
         return SweepOutcome(name, paths, results, resume, interrupted.signum)
+
+
+_NO_AUTO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+
+
+@contextmanager
+def _no_tensorboard_logger() -> Iterator[None]:
+    """Tune without its TensorBoard logger, for this fit only: nothing of harp reads its event
+    files, and with it Tune prints a ``tensorboard --logdir`` hint at a temporary folder. Tune adds
+    its default loggers (CSV, JSON, TensorBoard) when the fit starts unless this variable is set,
+    so it is set around the fit and restored after (set for the whole process, it left other Tune
+    runs there, Ray Train's own among them, without any result files). The sweep's CSV and JSON
+    result files come from the callbacks ``_new_tuner`` gives it, which a restore unpickles."""
+    before = os.environ.get(_NO_AUTO_LOGGERS)
+    os.environ[_NO_AUTO_LOGGERS] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(_NO_AUTO_LOGGERS, None)
+        else:
+            os.environ[_NO_AUTO_LOGGERS] = before
 
 
 def _new_tuner(
@@ -224,6 +250,8 @@ def _new_tuner(
 ) -> Tuner:
     max_epochs = int(space.max_value("train.epochs", cfg.train.epochs))
     callbacks = [
+        CSVLoggerCallback(),  # progress.csv and result.json, which harp reads (not Tune's defaults: _no_tensorboard_logger)
+        JsonLoggerCallback(),
         WandbCallback(
             sweep_name=str(cfg.sweep.name),
             project=cfg.wandb.project,
