@@ -3,6 +3,7 @@
     nice -n 15 .venv/bin/python bench/driver_scale.py                        # 1,000 trials, SQLite and PostgreSQL
     .venv/bin/python bench/driver_scale.py --trials 100 --storages sqlite    # a quick look
     .venv/bin/python bench/driver_scale.py --sampler-knobs fast              # TPE's cheaper settings
+    .venv/bin/python bench/driver_scale.py --storages sqlite,journal         # the storage layer's share
 
 A Ray Tune sweep of a trivial trainable (one report of a number computed from its config, so no
 training time hides the driver's) with harp's searcher (``build_searcher``: HarpOptunaSearch, TPE)
@@ -16,6 +17,8 @@ stops. Measured in the driver, per trial, in windows of the sweep (trials 1-10, 
 - driver CPU: this process's CPU time (all threads) per trial: Tune's controller, the searcher, the
   storage client; wall per trial for reference.
 
+``--storages journal`` puts the same searcher on Optuna's JournalStorage (an append-only file,
+no SQL per call), to show what the RDB storage (SQLAlchemy statements and commits) costs the driver.
 ``--sampler-knobs fast`` swaps in TPE with ``multivariate=False``, ``constant_liar=False`` and
 ``n_ei_candidates=8`` (the knobs that make a TPE ask cost less per past trial), to show what they buy.
 Results are kept as JSON under ``<cache>/driver_scale/`` (a rerun skips finished runs; ``--fresh``).
@@ -140,6 +143,23 @@ def trivial_trial(config: dict[str, Any]) -> None:
     tune.report({"epoch": 1, "val_top1": score})
 
 
+@contextlib.contextmanager
+def _journal_storage(path: Path) -> Iterator[None]:
+    """harp's searcher on Optuna's JournalStorage (an append-only file, no SQL) instead of the
+    RDBStorage its URL would give: what the storage layer costs the driver. Not a harp setting
+    (yet): a sweep's study is SQLite or ``sweep.optuna_storage``'s database."""
+    import optuna
+
+    import harp.tune.searcher as searcher_module
+
+    original = searcher_module.make_storage
+    searcher_module.make_storage = lambda url: optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    try:
+        yield
+    finally:
+        searcher_module.make_storage = original
+
+
 def _fast_sampler(seed: int) -> Any:
     import optuna
 
@@ -172,7 +192,11 @@ def run_one(storage: str, url: str | None, trials: int, concurrency: int, knobs:
     cfg.sweep.name = name
     paths = SweepPaths((work / name).resolve())
     paths.root.mkdir(parents=True, exist_ok=True)
-    searcher = build_searcher(cfg, space, paths, check_fresh=bool(url))
+    if storage == "journal":
+        with _journal_storage(paths.root / "journal.log"):
+            searcher = build_searcher(cfg, space, paths, check_fresh=False)
+    else:
+        searcher = build_searcher(cfg, space, paths, check_fresh=bool(url))
     if knobs == "fast":
         searcher._ot_study.sampler = _fast_sampler(0)  # the study OptunaSearch made; only the sampler differs
     timers = Timers()
@@ -240,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=8, help="max_concurrent_trials (logical CPUs are raised to fit)")
-    parser.add_argument("--storages", default="sqlite,postgresql")
+    parser.add_argument("--storages", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql, journal (Optuna's JournalStorage file)")
     parser.add_argument("--sampler-knobs", default="harp", choices=("harp", "fast", "both"))
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--json", default=None)
