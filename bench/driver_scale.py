@@ -17,8 +17,9 @@ stops. Measured in the driver, per trial, in windows of the sweep (trials 1-10, 
 - driver CPU: this process's CPU time (all threads) per trial: Tune's controller, the searcher, the
   storage client; wall per trial for reference.
 
-``--storages journal`` puts the same searcher on Optuna's JournalStorage (an append-only file,
-no SQL per call), to show what the RDB storage (SQLAlchemy statements and commits) costs the driver.
+``--storages journal`` runs the same sweep with ``sweep.optuna_storage=journal:///<file>`` (Optuna's
+JournalStorage: an append-only file, no SQL per call), to show what the RDB storage (SQLAlchemy
+statements and commits) costs the driver.
 ``--sampler-knobs fast`` swaps in TPE with ``multivariate=False``, ``constant_liar=False`` and
 ``n_ei_candidates=8`` (the knobs that make a TPE ask cost less per past trial), to show what they buy.
 Results are kept as JSON under ``<cache>/driver_scale/`` (a rerun skips finished runs; ``--fresh``).
@@ -143,23 +144,6 @@ def trivial_trial(config: dict[str, Any]) -> None:
     tune.report({"epoch": 1, "val_top1": score})
 
 
-@contextlib.contextmanager
-def _journal_storage(path: Path) -> Iterator[None]:
-    """harp's searcher on Optuna's JournalStorage (an append-only file, no SQL) instead of the
-    RDBStorage its URL would give: what the storage layer costs the driver. Not a harp setting
-    (yet): a sweep's study is SQLite or ``sweep.optuna_storage``'s database."""
-    import optuna
-
-    import harp.tune.searcher as searcher_module
-
-    original = searcher_module.make_storage
-    searcher_module.make_storage = lambda url: optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-    try:
-        yield
-    finally:
-        searcher_module.make_storage = original
-
-
 def _fast_sampler(seed: int) -> Any:
     import optuna
 
@@ -192,11 +176,7 @@ def run_one(storage: str, url: str | None, trials: int, concurrency: int, knobs:
     cfg.sweep.name = name
     paths = SweepPaths((work / name).resolve())
     paths.root.mkdir(parents=True, exist_ok=True)
-    if storage == "journal":
-        with _journal_storage(paths.root / "journal.log"):
-            searcher = build_searcher(cfg, space, paths, check_fresh=False)
-    else:
-        searcher = build_searcher(cfg, space, paths, check_fresh=bool(url))
+    searcher = build_searcher(cfg, space, paths, check_fresh=bool(url))
     if knobs == "fast":
         searcher._ot_study.sampler = _fast_sampler(0)  # the study OptunaSearch made; only the sampler differs
     timers = Timers()
@@ -286,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     with (postgres() if storage == "postgresql" else contextlib.nullcontext()) as server:
                         url = server.create_database(f"scale_{knob}_{int(time.time())}") if server is not None else None
+                        if storage == "journal":  # harp's sweep.optuna_storage=journal:///... (Optuna's JournalStorage)
+                            url = f"journal://{Path(tmp).resolve()}/scale-{knob}-{args.trials}.log"
                         run = run_one(storage, url, args.trials, args.concurrency, knob, Path(tmp))
                     out.write_text(json.dumps(run))
                     results.append(run)

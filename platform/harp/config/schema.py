@@ -328,7 +328,7 @@ class SweepConfig:
     reduction_factor: int = 2
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
-    optuna_storage: str = ""  # SQLAlchemy URL; "" -> SQLite in the sweep directory
+    optuna_storage: str = ""  # SQLAlchemy URL or journal:///abs/file.log (Optuna JournalStorage); "" -> SQLite in the sweep directory
     ray_address: str = "local"
     max_failures: int = 2
     seed: int = 0

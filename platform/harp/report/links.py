@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harp.report.snapshot import SweepSnapshot
 from harp.tune.leftovers import SESSION_FILE, TEMP_PREFIX, TEMP_ROOT
+from harp.tune.study import journal_file
 from harp.tune.wandb_mode import resolve_mode, sync_hint
 
 _DASHBOARD_ADDRESS = re.compile(r"Dashboard head http address: (\S+)")
@@ -48,7 +49,9 @@ def live_ray_dashboard(snap: SweepSnapshot, root: Path = TEMP_ROOT) -> str | Non
 def how_to_open(snap: SweepSnapshot) -> list[HowToOpen]:
     cfg, paths = snap.cfg, snap.paths
     storage = cfg.sweep.optuna_storage or f"sqlite:///{paths.optuna_db.resolve()}"
-    shown_storage = storage if not cfg.sweep.optuna_storage else "<sweep.optuna_storage URL>"
+    journal = journal_file(storage)
+    # optuna-dashboard takes a journal's file as it is; a database URL may hold a password
+    shown_storage = journal or (storage if not cfg.sweep.optuna_storage else "<sweep.optuna_storage URL>")
     out = [
         HowToOpen(
             "Optuna dashboard",

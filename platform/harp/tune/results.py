@@ -239,17 +239,9 @@ def group_trials(records: Iterable[TrialRecord], cell_of: Callable[[TrialRecord]
 
 def optuna_trial_info(cfg: HarpConfig, paths: SweepPaths) -> dict[str, dict[str, Any]]:
     """Tune trial id -> Optuna state, number and user attrs (empty when the study is unreachable)."""
-    url = readable_study_url(cfg, paths)
-    if url is None:
-        log.warning("no Optuna study for %s here; trials.parquet goes without Optuna states", paths.where)
-        return {}
-    try:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.load_study(study_name=cfg.sweep.name, storage=url)
-    except Exception as exc:
-        log.warning("Optuna study not readable (%s); trials.parquet goes without Optuna states", exc)
+    study = load_study(cfg, paths)
+    if study is None:
+        log.warning("no Optuna study readable for %s; trials.parquet goes without Optuna states", paths.where)
         return {}
     out = {}
     for t in study.get_trials(deepcopy=False):

@@ -106,6 +106,8 @@ def build_searcher(cfg: HarpConfig, space: SearchSpace, paths: SweepPaths, *, ch
 
         try:
             names = [s.study_name for s in optuna.get_all_study_summaries(storage=make_storage(url))]  # make_storage: the fresh-database race
+        except ConfigError:
+            raise
         except Exception as exc:
             raise ConfigError(f"sweep.optuna_storage: cannot open the study database ({str(exc).splitlines()[0]})") from exc
         if sweep.name in names:
