@@ -33,7 +33,9 @@ FRACTIONS = (0.10, 0.25, 0.50, 1.00)
 
 def trace_path(cache: Path, engine: str, method: str, seed: int, concurrency: int) -> Path:
     kind = "optuna" if method == "optuna-loop+sha" else engine
-    return cache / "traces" / f"{kind}-c{concurrency}" / f"{method}-{seed:03d}.json"
+    grace = search_replay.SCHEDULE["grace_period"]
+    folder = f"{kind}-c{concurrency}" + (f"-g{grace}" if grace != 1 else "")
+    return cache / "traces" / folder / f"{method}-{seed:03d}.json"
 
 
 def load_or_run(cache: Path, engine: str, method: str, seed: int, table: Any, budget: int, concurrency: int, fresh: bool) -> Trace:
@@ -58,7 +60,7 @@ def _cell(stats: tuple[float, float, float], percent: bool = False) -> str:
 
 def print_table(rows: dict[str, dict[str, Any]], engine: str, budget: int, target: float, best: float, tolerance: float) -> None:
     print(f"\nengine: {engine}; grid best val top-1 {best:.3f}; target {target:.3f} (within {100 * tolerance:.0f} point); "
-          f"grid compute {budget} epochs; median [IQR] over seeds\n")  # fmt: skip
+          f"grid compute {budget} epochs; ASHA grace period {search_replay.SCHEDULE['grace_period']} epoch(s); median [IQR] over seeds\n")  # fmt: skip
     head = "| method | seeds | trials (median) | " + " | ".join(f"best @ {int(100 * f)}%" for f in FRACTIONS) + " | compute to target | reached |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
@@ -108,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=0.01, help="'reached the grid's best' = within this much top-1")
     parser.add_argument("--fresh", action="store_true", help="rerun searches already kept under <cache>/traces")
     parser.add_argument("--json", default=None, help="also write the summary as JSON here")
+    parser.add_argument("--grace-period", type=int, default=1, help="ASHA's first rung in epochs (sweep.grace_period; harp's default 1)")
     args = parser.parse_args(argv)
+    search_replay.SCHEDULE["grace_period"] = args.grace_period
     cache = Path(args.cache)
     if args.build or args.build_only:
         search_table.build(cache, log=lambda line: print(line, flush=True))

@@ -33,6 +33,9 @@ from typing import Any
 from search_table import GRID, Table
 
 METRIC = "val_top1"
+# ASHA's (and the Optuna loop's SHA pruner's) first rung, in epochs: harp's default 1, or what
+# search_efficiency.py --grace-period sets for the whole run (where the table's rankings settle)
+SCHEDULE = {"grace_period": 1}
 METHODS = ("tpe+asha", "tpe", "random", "random+asha", "grid", "stock-optuna+asha", "optuna-loop+sha")
 LABELS = {
     "tpe+asha": "TPE + ASHA (harp, PRUNED)",
@@ -116,7 +119,7 @@ def harp_config(method: str, seed: int, epochs: int, storage_dir: Path) -> tuple
         {
             "config": {"train.epochs": epochs, "wandb.mode": "disabled"},
             "sweep": {"name": f"replay-{method}-{seed}", "output_dir": str(storage_dir), "searcher": searcher, "scheduler": scheduler,
-                      "num_samples": 48, "seed": seed, "metric": METRIC, "mode": "max"},
+                      "num_samples": 48, "seed": seed, "metric": METRIC, "mode": "max", "grace_period": SCHEDULE["grace_period"]},
             "params": space_dict(method, seed),
         },
         name=f"replay-{method}-{seed}",
