@@ -30,12 +30,17 @@ def resize_short_side(clip: torch.Tensor, short_side: int) -> torch.Tensor:
 
 
 def resize(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """uint8 (T, H, W, C) -> uint8 (T, size[0], size[1], C)."""
+    """uint8 (T, H, W, C) -> uint8 (T, size[0], size[1], C), bilinear with antialiasing.
+
+    Resized as uint8 in channels-last layout (a THWC clip seen as NCHW is that already), which is
+    torch's vectorised uint8 antialias kernel on CPU: 10-17x faster than going through float32
+    (measured at 240x320 -> 112/128 px, one thread) and within one grey level of it (mean 0.13).
+    It was most of a training item's cost over the raw decode (``bench/data.py --only loader``)."""
     if tuple(clip.shape[1:3]) == tuple(size):
         return clip
-    x = clip.permute(0, 3, 1, 2).float()
+    x = clip.contiguous().permute(0, 3, 1, 2)
     x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    return x.permute(0, 2, 3, 1).contiguous()
 
 
 def crop(clip: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
