@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import sweep_spaces
+
 from .servers import MotoS3, Postgres, RayHead
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,30 +76,8 @@ def tiny_space(synthetic_config, *, name: str, output_dir: Path, num_samples: in
     """A sweep space on the shared tiny synthetic data set: cheap trials, no W&B."""
     from harp.config.load import to_dict
 
-    return {
-        "description": f"cluster test {name}",
-        "config": {
-            "data": to_dict(synthetic_config)["data"],
-            "train.epochs": epochs,
-            "train.batch_size": 4,
-            "optim.name": "adamw",
-            "optim.schedule": "none",
-            "eval.num_clips": 1,
-            "wandb.mode": "disabled",
-            **(extra_config or {}),
-        },
-        "sweep": {
-            "name": name,
-            "output_dir": str(output_dir),
-            "num_samples": num_samples,
-            "searcher": "random",
-            "scheduler": "none",
-            "max_concurrent_trials": 1,
-            "cpus_per_trial": 1,
-            **(extra_sweep or {}),
-        },
-        "params": {"optim.lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}},
-    }
+    return sweep_spaces.tiny_space(to_dict(synthetic_config)["data"], output_dir, name, epochs=epochs, num_samples=num_samples,
+                                   config=extra_config, description="cluster test", **(extra_sweep or {}))
 
 
 def write_job_dir(root: Path, space: dict, *, overrides: list[str] | None = None, env_vars: dict | None = None) -> Path:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 import yaml
+
+from sweep_spaces import tiny_space
+from waiting import wait_for  # noqa: F401  (re-exported: the tests import it from here)
 
 SECRET = "harp-test-secret-0d5a7c1e9b"  # an AWS key value that must never reach a file
 
@@ -27,30 +28,10 @@ def harp(*args: str) -> list[str]:
 
 def write_space(path: Path, data: dict[str, Any], output_dir: Path, name: str, *, epochs: int = 2, num_samples: int = 2,
                 params: dict[str, Any] | None = None, **sweep: Any) -> Path:
-    """A tiny search space file (the sweep settings a test needs on top of the defaults below)."""
-    space = {
-        "config": {
-            "data": data,
-            "train.epochs": epochs,
-            "train.batch_size": 4,
-            "train.max_steps_per_epoch": 2,
-            "optim.name": "adamw",
-            "optim.schedule": "none",
-            "eval.num_clips": 1,
-            "wandb.mode": "disabled",
-        },
-        "sweep": {
-            "name": name,
-            "output_dir": str(output_dir),
-            "num_samples": num_samples,
-            "searcher": "random",
-            "scheduler": "none",
-            "max_concurrent_trials": 1,
-            "cpus_per_trial": 1,
-            **sweep,
-        },
-        "params": params or {"optim.lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}},
-    }
+    """A tiny search space file (the sweep settings a test needs on top of the shared defaults;
+    two optimiser steps per epoch)."""
+    space = tiny_space(data, output_dir, name, epochs=epochs, num_samples=num_samples, params=params,
+                       config={"train.max_steps_per_epoch": 2}, description="reliability test", **sweep)
     path.write_text(yaml.safe_dump(space))
     return path
 
@@ -86,23 +67,6 @@ def finish(process: subprocess.Popen, log: Path, timeout: float = 300) -> tuple[
         process.wait()
         raise
     return code, log.read_text()
-
-
-def wait_for(condition: Callable[[], Any], process: subprocess.Popen | None = None, timeout: float = 240, what: str = "",
-             poll: float = 0.5, fail: bool = True) -> Any:
-    """Poll ``condition`` until it is truthy (its value is returned); fail when the process ends
-    first, or at the timeout (or return None there when ``fail`` is False)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the process ended (exit {process.returncode}) before {what}")
-        time.sleep(poll)
-    if fail:
-        raise AssertionError(f"timed out waiting for {what}")
-    return None
 
 
 def checkpoints(trial_dir: Path) -> list[Path]:

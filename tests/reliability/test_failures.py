@@ -7,8 +7,9 @@ import threading
 from pathlib import Path
 
 import optuna
-import psutil
 import pytest
+
+from waiting import tune_trial_process
 
 from .conftest import checkpoints, trial_dirs, wait_for
 
@@ -53,7 +54,7 @@ def failed(synthetic_config, synthetic_manifest, tmp_path_factory):
         """SIGKILL the process running the first trial once it has a checkpoint (a crash)."""
         trial = wait_for(lambda: next((d for d in trial_dirs(sweep_dir) if checkpoints(d)), None), timeout=300, what="a checkpoint")
         assert trial is not None
-        worker = wait_for(_trial_worker, timeout=60, what="the trial's worker")
+        worker = wait_for(tune_trial_process, timeout=60, what="the trial's worker")
         worker.kill()
         killed.append(worker.pid)
 
@@ -63,17 +64,6 @@ def failed(synthetic_config, synthetic_manifest, tmp_path_factory):
         outcome = run_sweep(base_config(space), space, verbose=0)
     killer.join(timeout=5)
     return outcome, killed
-
-
-def _trial_worker() -> psutil.Process | None:
-    """The Ray worker process running a Tune trial (it retitles itself ray::ImplicitFunc...)."""
-    for process in psutil.Process().children(recursive=True):
-        try:
-            if process.cmdline()[:1] and process.cmdline()[0].startswith("ray::ImplicitFunc"):
-                return process
-        except psutil.NoSuchProcess:
-            continue
-    return None
 
 
 def _failures(trial_dir: Path) -> list[str]:

@@ -7,15 +7,15 @@ epoch, three epochs, one trial at a time."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from sweep_spaces import tiny_space
+from waiting import wait_for  # noqa: F401  (re-exported: the tests import it from here)
 
 EPOCHS = 3
 GOOD_LR, BAD_LR = 3e-3, 1e-6
@@ -42,36 +42,12 @@ def report_data(synthetic_config, synthetic_root, tmp_path_factory) -> dict[str,
 
 
 def space_dict(data: dict[str, Any], output_dir: Path, name: str, *, params: dict[str, Any], epochs: int = EPOCHS, **sweep: Any) -> dict[str, Any]:
-    return {
-        "description": f"report test: {name}",
-        "config": {
-            "data": data,
-            "train.epochs": epochs,
-            "train.batch_size": 4,
-            "train.max_steps_per_epoch": 2,
-            "optim.name": "adamw",
-            "optim.schedule": "none",
-            "model.size": "tiny",
-            "eval.num_clips": 1,
-            "eval.num_crops": 1,
-            "wandb.mode": "disabled",
-        },
-        "sweep": {
-            "name": name,
-            "output_dir": str(output_dir),
-            "searcher": "grid",
-            "scheduler": "asha",
-            "grace_period": 1,
-            "reduction_factor": 2,
-            "metric": "val_loss",
-            "mode": "min",
-            "max_concurrent_trials": 1,
-            "cpus_per_trial": 1,
-            "max_failures": 0,
-            **sweep,
-        },
-        "params": params,
-    }
+    """A grid sweep with ASHA on val_loss (grace 1, halving), two optimiser steps per epoch."""
+    config = {"train.max_steps_per_epoch": 2, "model.size": "tiny", "eval.num_crops": 1}
+    asha = {"searcher": "grid", "scheduler": "asha", "grace_period": 1, "reduction_factor": 2, "metric": "val_loss", "mode": "min", "max_failures": 0}
+    space = tiny_space(data, output_dir, name, epochs=epochs, params=params, config=config, description="report test:", **{**asha, **sweep})
+    del space["sweep"]["num_samples"]  # a grid: as many trials as points
+    return space
 
 
 @pytest.fixture(scope="session")
@@ -107,19 +83,3 @@ def harp(*args: str) -> list[str]:
 def write_space(path: Path, space: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(space, sort_keys=False))
     return path
-
-
-def wait_for(
-    condition: Callable[[], Any], process: subprocess.Popen | None = None, *, timeout: float = 300, what: str = "", interval: float = 0.5
-) -> Any:
-    """Poll ``condition`` every ``interval`` seconds until it is truthy; fail when the process ends
-    first or at the timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the sweep ended (exit {process.returncode}) before {what}")
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")

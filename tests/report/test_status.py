@@ -46,7 +46,7 @@ def running(report_data, tmp_path_factory):
     with open(log, "w") as handle:
         sweep = subprocess.Popen(harp("sweep", "--space", str(space), "--quiet"), stdout=handle, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for(lambda: _trial_reported(sweep_dir), sweep, timeout=600, what="the first trial's first epoch", interval=0.02)
+        wait_for(lambda: _trial_reported(sweep_dir), sweep, timeout=600, what="the first trial's first epoch", poll=0.02)
         # The sweep's driver (Tune's controller, which writes every trial's state and results to the
         # sweep directory) is paused while we look, so the first trial is still RUNNING when we do,
         # however fast its epochs are. Pausing the trial's own process instead raced with a trial

@@ -21,9 +21,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pytest
 import yaml
+
+from waiting import tune_trial_process, wait_for
 
 from .wandb_reader import read_offline_run
 
@@ -38,27 +39,6 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _trial_worker(pid: int) -> psutil.Process | None:
-    for process in psutil.Process(pid).children(recursive=True):
-        try:
-            if process.cmdline()[:1] and process.cmdline()[0].startswith("ray::ImplicitFunc"):
-                return process
-        except psutil.NoSuchProcess:
-            continue
-    return None
-
-
-def _wait(condition, process: subprocess.Popen, what: str, timeout: float = 600):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        assert process.poll() is None, f"the sweep ended before {what}"
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +89,8 @@ def sweep(synthetic_config, synthetic_manifest, tmp_path_factory):
     killed: list[int] = []
     try:
         # the first trial's process is killed once it has a checkpoint: a crash, retried by Tune
-        _wait(lambda: any((sweep_dir / "tune").glob("harp_trial_*/checkpoint_000000/metrics.json")), process, "a checkpoint")
-        worker = _wait(lambda: _trial_worker(process.pid), process, "the trial's process", timeout=60)
+        wait_for(lambda: any((sweep_dir / "tune").glob("harp_trial_*/checkpoint_000000/metrics.json")), process, timeout=600, what="a checkpoint", poll=0.3)
+        worker = wait_for(lambda: tune_trial_process(process.pid), process, timeout=60, what="the trial's process", poll=0.3)
         worker.kill()
         killed.append(worker.pid)
         code = process.wait(timeout=1200)
