@@ -39,6 +39,7 @@ from harp.cluster.storage import check_writable
 from harp.config.load import to_dict
 from harp.config.schema import HarpConfig
 from harp.errors import ConfigError
+from harp.tune.checkpoint_repair import restore_missing_checkpoints
 from harp.tune.checks import check_sweep
 from harp.tune.failures import AshaFailFast, FifoFailFast, MedianFailFast
 from harp.tune.interrupt import stop_on_signals
@@ -190,6 +191,7 @@ def run_sweep(
         if resume:
             log.info("resuming sweep %s from %s", name, paths.uri(TUNE_DIR))
             fetch_study_copy(cfg, paths)
+            restore_missing_checkpoints(paths)  # a killed driver's state can name a checkpoint already deleted
         else:
             set_aside_stale_study(cfg, paths)
             searcher = build_searcher(cfg, space, paths, check_fresh=True)  # a bad study fails before any file is written
