@@ -5,33 +5,16 @@ study there, Optuna's own reader and optuna-dashboard (started here on 127.0.0.1
 `harp status` finds it, a second sweep of the same name is refused and a relative path gets one line."""
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import optuna
 import pytest
 import yaml
 from optuna.storages.journal import JournalFileBackend
 
+from dashboard_server import get_json, running_dashboard
+
 from .conftest import harp, tiny_space
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
 
 
 @pytest.fixture(scope="module")
@@ -76,23 +59,8 @@ def test_a_relative_journal_path_gets_one_line(tmp_path):
 
 
 def test_optuna_dashboard_opens_the_journal_file(journal_sweep):
-    port = _free_port()
-    exe = Path(sys.executable).with_name("optuna-dashboard")
-    process = subprocess.Popen([str(exe), str(journal_sweep["journal"]), "--host", "127.0.0.1", "--port", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                studies = _get(f"{base}/api/studies")["study_summaries"]
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, "optuna-dashboard did not start"
-                time.sleep(0.3)
+    with running_dashboard(str(journal_sweep["journal"])) as base:
+        studies = get_json(f"{base}/api/studies")["study_summaries"]
         assert [s["study_name"] for s in studies] == ["journal-sweep"]
-        study = _get(f"{base}/api/studies/{studies[0]['study_id']}")
+        study = get_json(f"{base}/api/studies/{studies[0]['study_id']}")
         assert study["objective_names"] == ["val_top1"] and len(study["trials"]) == 2
-    finally:
-        process.terminate()
-        process.wait(timeout=30)

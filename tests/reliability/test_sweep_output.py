@@ -12,18 +12,15 @@ optuna-dashboard's own HTTP API.
   parameter although it has one range per optimiser."""
 from __future__ import annotations
 
-import json
 import os
 import re
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+
+from dashboard_server import get_json, running_dashboard
 
 from .conftest import harp
 
@@ -114,45 +111,18 @@ def test_quiet_keeps_the_header_a_line_per_trial_and_the_summary(sweeps):
     assert len(loud_lines) > 2 * len(lines)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
-
-
 @pytest.fixture
 def dashboard(sweeps):
     """optuna-dashboard on 127.0.0.1 (a free port) over the quiet sweep's SQLite study."""
     _, sweep_dir = sweeps["quiet"]
-    port = _free_port()
-    exe = Path(sys.executable).with_name("optuna-dashboard")
-    process = subprocess.Popen([str(exe), f"sqlite:///{sweep_dir / 'optuna.db'}", "--host", "127.0.0.1", "--port", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _get(f"{base}/api/meta")
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, "optuna-dashboard did not start"
-                time.sleep(0.3)
+    with running_dashboard(f"sqlite:///{sweep_dir / 'optuna.db'}") as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_optuna_dashboard_serves_metric_names_and_one_name_per_key(dashboard):
-    studies = _get(f"{dashboard}/api/studies")["study_summaries"]
+    studies = get_json(f"{dashboard}/api/studies")["study_summaries"]
     assert [s["study_name"] for s in studies] == ["quiet"]
-    study = _get(f"{dashboard}/api/studies/{studies[0]['study_id']}")
+    study = get_json(f"{dashboard}/api/studies/{studies[0]['study_id']}")
     assert study["objective_names"] == ["val_top1", "gflops"]  # not "Objective 0", "Objective 1"
     assert {p["name"] for p in study["union_search_space"]} == {"optim.name", "optim.lr", "train.seed"}
     states = sorted(t["state"] for t in study["trials"])
@@ -163,5 +133,5 @@ def test_optuna_dashboard_serves_metric_names_and_one_name_per_key(dashboard):
     lr = {float(t["params"][[p["name"] for p in t["params"]].index("optim.lr")]["param_external_value"]):
           next(p["param_external_value"] for p in t["params"] if p["name"] == "optim.name") for t in study["trials"]}
     assert lr == {0.01: "sgd", 0.003: "adamw"}  # each optimiser's own value, under the one name
-    importances = _get(f"{dashboard}/api/studies/{studies[0]['study_id']}/param_importances")["param_importances"]
+    importances = get_json(f"{dashboard}/api/studies/{studies[0]['study_id']}/param_importances")["param_importances"]
     assert len(importances) == 2 and {i["name"] for i in importances[0]} == {"optim.name", "optim.lr", "train.seed"}
