@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,29 @@ def _describe(holder: dict[str, Any]) -> str:
     return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}"
 
 
+def _current_holder(root: Path, wait: float = 2.0) -> dict[str, Any]:
+    """Who holds the lock now, as its file says. A process that has just taken the lock writes who
+    it is a moment later, so until then the file is empty or still names an earlier holder: one
+    that is no longer alive on this host is not taken for the holder, and the file is read again
+    (every 50 ms, for up to ``wait`` seconds) before saying "another process"."""
+    deadline = time.monotonic() + wait
+    while True:
+        holder = lock_holder(root)
+        if holder and (holder.get("host") != socket.gethostname() or _alive(holder.get("pid"))):
+            return holder
+        if time.monotonic() >= deadline:
+            return {}
+        time.sleep(0.05)
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def sweep_lock(sweep_dir: str | Path, *, purpose: str = "runs") -> Iterator[None]:
     """Hold the sweep directory's lock for the block; raise ``SweepLocked`` at once when a live
@@ -79,7 +103,7 @@ def sweep_lock(sweep_dir: str | Path, *, purpose: str = "runs") -> Iterator[None
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise SweepLocked(
-                f"sweep {root} is in use by {_describe(lock_holder(root))}; wait for it to end "
+                f"sweep {root} is in use by {_describe(_current_holder(root))}; wait for it to end "
                 "(or stop it), or pick another sweep.name"
             ) from None
         holder = {
