@@ -1,6 +1,6 @@
 """Search efficiency: does harp's TPE + ASHA find the grid's best model for less compute than the grid?
 
-    nice -n 15 .venv/bin/python bench/search_efficiency.py --build        # once: train the grid (~1 h)
+    nice -n 15 .venv/bin/python bench/search_efficiency.py --build --jobs 2   # once: train the grid (~40 min)
     .venv/bin/python bench/search_efficiency.py                           # 20 seeds per method, direct engine
     .venv/bin/python bench/search_efficiency.py --engine tune --seeds 5   # the same searches as Ray Tune runs
 
@@ -35,7 +35,7 @@ def trace_path(cache: Path, engine: str, method: str, seed: int, concurrency: in
     kind = "optuna" if method == "optuna-loop+sha" else engine
     grace = search_replay.SCHEDULE["grace_period"]
     folder = f"{kind}-c{concurrency}" + (f"-g{grace}" if grace != 1 else "")
-    return cache / "traces" / folder / f"{method}-{seed:03d}.json"
+    return cache / "traces" / search_table.fingerprint(cache) / folder / f"{method}-{seed:03d}.json"
 
 
 def load_or_run(cache: Path, engine: str, method: str, seed: int, table: Any, budget: int, concurrency: int, fresh: bool) -> Trace:
@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", action="store_true", help="train the grid (resumable) and write the Parquet table, then replay")
     parser.add_argument("--build-only", action="store_true", help="train the grid and stop")
+    parser.add_argument("--jobs", type=int, default=1, help="configurations trained at once by --build (one core each)")
     parser.add_argument("--cache", default=str(search_table.CACHE), help="cache folder (table, traces, plot)")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--engine", choices=("direct", "tune", "both"), default="direct")
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     search_replay.SCHEDULE["grace_period"] = args.grace_period
     cache = Path(args.cache)
     if args.build or args.build_only:
-        search_table.build(cache, log=lambda line: print(line, flush=True))
+        search_table.build(cache, log=lambda line: print(line, flush=True), jobs=args.jobs)
         if args.build_only:
             return 0
     table = search_table.load_table(cache)
