@@ -100,7 +100,7 @@ def train_loop(cfg: HarpConfig, session: TrainSession) -> list[dict[str, float]]
     steps_per_epoch = math.ceil(micro_per_epoch / accum)
 
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = not cfg.train.deterministic  # its timing-based choice varies run to run
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     _seed_everything(cfg.train.seed)

@@ -60,9 +60,11 @@ def apply_runtime(cfg: HarpConfig) -> HarpConfig:
     if cfg.train.threads:
         if torch.get_num_threads() != cfg.train.threads:
             torch.set_num_threads(int(cfg.train.threads))
+    # Both ways, not only on: a kept trial process (Tune's actor reuse) runs the next trial with
+    # whatever the previous one set.
     torch.use_deterministic_algorithms(bool(cfg.train.deterministic), warn_only=False)
-    if cfg.train.deterministic and torch.cuda.is_available():
-        torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.deterministic = bool(cfg.train.deterministic)
+    if cfg.train.deterministic:
         torch.backends.cudnn.benchmark = False
     threads = torch.get_num_threads()
     if cfg.train.threads == threads:

@@ -110,6 +110,7 @@ def storage_trial_dir(sweep_dir: str, trial_dir: str) -> Path | None:
 # Ray's INFO line for every checkpoint a trial persists ("Checkpoint successfully created at: ..."):
 # harp checkpoints every epoch, so it is one line per trial and epoch on the driver's terminal.
 _PER_CHECKPOINT_LOGGERS = ("ray.train._internal.storage",)
+_THREAD_TIMEOUT_ENV = "TUNE_FUNCTION_THREAD_TIMEOUT_S"
 
 
 def quiet_trial_process(trainable: Callable[..., None]) -> Callable[..., None]:
@@ -166,14 +167,33 @@ def release_redirected_handlers() -> int:
     return moved
 
 
+_trials_in_this_process = 0
+
+
+def _announce(trial_id: str, params: Mapping[str, Any]) -> None:
+    """The trial's first console line (its ``stdout`` file, the W&B run's console): which trial,
+    with what, in which process. Ray prints its actor line only when a process starts, so a trial in
+    a kept process (actor reuse) would otherwise have an empty console."""
+    global _trials_in_this_process
+    _trials_in_this_process += 1
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+    print(f"harp trial {trial_id} (process {os.getpid()}, its trial {_trials_in_this_process}): {shown}", flush=True)
+
+
 @quiet_trial_process
 def harp_trial(config: dict[str, Any], *, base: dict[str, Any], sweep_dir: str) -> None:
     """The function trainable Tune runs (bind ``base`` and ``sweep_dir`` with tune.with_parameters)."""
     import ray.tune
 
+    # A kept trial process (Tune's actor reuse, harp.tune.tuner.reuses_trial_processes) takes the
+    # next trial only once this one's thread has ended; Tune waits 2 s for that by default, and a
+    # trial stopped by ASHA still closes its loaders, so a loaded machine could miss it and turn a
+    # healthy trial into an error. Read by Tune in this process when it resets it for the next trial.
+    os.environ.setdefault(_THREAD_TIMEOUT_ENV, "60")
+    context = ray.tune.get_context()
+    _announce(context.get_trial_id(), config)
     cfg = trial_config(base, config)
     extras = measure_costs(cfg, _extra_objectives(base))
-    context = ray.tune.get_context()
     # HARP_FORCE_TORCHTRAINER=1 (bench/sweep_overhead.py) runs even 1-worker trials through a
     # TorchTrainer, to measure the start-up that in-process trials avoid.
     force_trainer = os.environ.get("HARP_FORCE_TORCHTRAINER") == "1"

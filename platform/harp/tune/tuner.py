@@ -219,6 +219,22 @@ def run_sweep(
         return SweepOutcome(name, paths, results, resume, interrupted.signum)
 
 
+def reuses_trial_processes(cfg: HarpConfig, space: SearchSpace) -> bool:
+    """Whether the sweep's trials run one after another in kept trial processes (Tune's actor reuse).
+
+    A fresh trial process costs seconds before training starts (Ray starts a Python worker, which
+    imports torch and harp and builds its first model); with reuse a finished or stopped trial's
+    process takes the next trial with the same resources. That is safe for in-process (1-worker)
+    trials: ``train_loop`` sets everything process-wide a run depends on at its start (seeds,
+    torch threads, the deterministic switches: ``harp.train.reproduce.apply_runtime``), so a trial
+    in a kept process trains exactly as in a fresh one (tests/tune/test_actor_reuse.py). Multi-worker
+    trials keep a fresh process each: theirs only drives a TorchTrainer, whose worker group is
+    started per trial anyway, and its shutdown could outlast Tune's wait for the reset."""
+    if os.environ.get("HARP_FORCE_TORCHTRAINER") == "1":
+        return False
+    return int(space.max_value("train.num_workers", cfg.train.num_workers)) <= 1
+
+
 _NO_AUTO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 
 
@@ -275,7 +291,7 @@ def _new_tuner(
             scheduler=build_trial_scheduler(cfg, max_epochs),
             num_samples=cfg.sweep.num_samples,
             max_concurrent_trials=cfg.sweep.max_concurrent_trials,
-            reuse_actors=False,
+            reuse_actors=reuses_trial_processes(cfg, space),
         ),
         run_config=RunConfig(
             name=TUNE_DIR,
