@@ -12,7 +12,8 @@ and its compute is counted in epochs. Per method the table gives the median [IQR
 best val top-1 after 10/25/50/100 % of the grid's epochs, and of the share of the grid's epochs
 needed to come within ``--tolerance`` (1 point) of the grid's best. Each finished search is kept
 under ``<cache>/traces/`` (a rerun only runs the missing ones; ``--fresh`` reruns all); the plot
-(median and IQR band of the best-so-far against compute) goes to ``<cache>/search_efficiency.png``.
+(median and IQR band of the best-so-far against compute) goes to
+``<cache>/search_efficiency_<engine>[_g<grace>].png``.
 """
 from __future__ import annotations
 
@@ -140,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{engine:6s} {LABELS[method]:28s} {seeds} seeds in {time.perf_counter() - t0:6.1f} s", file=sys.stderr, flush=True)
         rows = {m: search_replay.summarise(traces[m], budget, target, FRACTIONS) for m in methods}
         print_table(rows, engine, budget, target, best, args.tolerance)
-        out = cache / f"search_efficiency_{engine}.png"
+        grace = search_replay.SCHEDULE["grace_period"]
+        out = cache / f"search_efficiency_{engine}{f'_g{grace}' if grace != 1 else ''}.png"
         plot(traces, budget, target, out, f"Replayed searches on the {len(table.curves())}-configuration synthetic grid ({engine} engine, "
              f"{args.concurrency} trials in flight)")  # fmt: skip
         print(f"\nplot: {out}   ({time.perf_counter() - start:.0f} s)")
