@@ -167,6 +167,12 @@ def release_redirected_handlers() -> int:
     return moved
 
 
+def forces_torchtrainer() -> bool:
+    """``HARP_FORCE_TORCHTRAINER=1`` (bench/sweep_overhead.py) runs even 1-worker trials through a
+    TorchTrainer, to measure the start-up that in-process trials avoid."""
+    return os.environ.get("HARP_FORCE_TORCHTRAINER") == "1"
+
+
 _trials_in_this_process = 0
 
 
@@ -194,10 +200,7 @@ def harp_trial(config: dict[str, Any], *, base: dict[str, Any], sweep_dir: str) 
     _announce(context.get_trial_id(), config)
     cfg = trial_config(base, config)
     extras = measure_costs(cfg, _extra_objectives(base))
-    # HARP_FORCE_TORCHTRAINER=1 (bench/sweep_overhead.py) runs even 1-worker trials through a
-    # TorchTrainer, to measure the start-up that in-process trials avoid.
-    force_trainer = os.environ.get("HARP_FORCE_TORCHTRAINER") == "1"
-    if cfg.train.num_workers <= 1 and not force_trainer:
+    if cfg.train.num_workers <= 1 and not forces_torchtrainer():
         from harp.train import TuneSession, train_loop
 
         class _Session(TuneSession):
@@ -229,6 +232,6 @@ def harp_trial(config: dict[str, Any], *, base: dict[str, Any], sweep_dir: str) 
 
 
 __all__ = [
-    "COST_METRICS", "harp_trial", "measure_costs", "quiet_trial_process", "release_redirected_handlers", "storage_trial_dir",
+    "COST_METRICS", "forces_torchtrainer", "harp_trial", "measure_costs", "quiet_trial_process", "release_redirected_handlers", "storage_trial_dir",
     "trial_config", "trial_resources",
 ]

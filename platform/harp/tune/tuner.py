@@ -60,7 +60,7 @@ from harp.tune.sweep_dir import (
     sweep_paths,
     write_sweep_files,
 )
-from harp.tune.trial import harp_trial, trial_resources
+from harp.tune.trial import forces_torchtrainer, harp_trial, trial_resources
 from harp.tune.wandb_logging import WandbCallback
 
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ def reuses_trial_processes(cfg: HarpConfig, space: SearchSpace) -> bool:
     in a kept process trains exactly as in a fresh one (tests/tune/test_actor_reuse.py). Multi-worker
     trials keep a fresh process each: theirs only drives a TorchTrainer, whose worker group is
     started per trial anyway, and its shutdown could outlast Tune's wait for the reset."""
-    if os.environ.get("HARP_FORCE_TORCHTRAINER") == "1":
+    if forces_torchtrainer():
         return False
     return int(space.max_value("train.num_workers", cfg.train.num_workers)) <= 1
 
