@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -15,22 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cluster.servers import free_port
+
 
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def running_dashboard(storage: str, timeout: float = 60) -> Iterator[str]:
     """The base URL of optuna-dashboard serving ``storage``, once its API answers."""
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).with_name("optuna-dashboard")
     process = subprocess.Popen([str(exe), storage, "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cluster.servers import free_port
 from harp.serve.predict import Predictor
 
 from .conftest import synthetic_videos
@@ -33,12 +34,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 LIMIT_MB, LIMIT_S = 1.0, 3.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def post(url: str, body: bytes, *, content_type: str = "video/mp4", timeout: float = 120) -> tuple[int, dict]:
@@ -70,7 +65,7 @@ def running(model: Path, log: Path, *options: str, interrupts: int = 1):
     """`harp serve` as a user starts it; stopped with SIGINT (Ctrl-C; ``interrupts`` times, half a
     second apart, as an impatient user does) at the end, which must exit 0 and leave nothing
     listening on its port."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "harp.cli", "serve", "--model", str(model), "--port", str(port), *options]
     with open(log, "w") as stderr:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
