@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from harp.errors import HarpError
 
 log = logging.getLogger("harp.tune")
@@ -73,11 +75,11 @@ def _current_holder(root: Path, wait: float = 2.0) -> dict[str, Any]:
 
 
 def _alive(pid: Any) -> bool:
+    """Whether ``pid`` runs on this host (also another user's: psutil counts a refused signal as alive)."""
     try:
-        os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError):
+        return psutil.pid_exists(int(pid))
+    except (TypeError, ValueError):
         return False
-    return True
 
 
 @contextlib.contextmanager
