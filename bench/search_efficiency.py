@@ -32,15 +32,15 @@ from search_replay import LABELS, METHODS, Trace
 FRACTIONS = (0.10, 0.25, 0.50, 1.00)
 
 
-def trace_path(cache: Path, engine: str, method: str, seed: int, concurrency: int) -> Path:
+def trace_path(cache: Path, table: Any, engine: str, method: str, seed: int, concurrency: int) -> Path:
     kind = "optuna" if method == "optuna-loop+sha" else engine
     grace = search_replay.SCHEDULE["grace_period"]
     folder = f"{kind}-c{concurrency}" + (f"-g{grace}" if grace != 1 else "")
-    return cache / "traces" / search_table.fingerprint(cache) / folder / f"{method}-{seed:03d}.json"
+    return cache / "traces" / table.fingerprint / folder / f"{method}-{seed:03d}.json"
 
 
 def load_or_run(cache: Path, engine: str, method: str, seed: int, table: Any, budget: int, concurrency: int, fresh: bool) -> Trace:
-    path = trace_path(cache, engine, method, seed, concurrency)
+    path = trace_path(cache, table, engine, method, seed, concurrency)
     if path.is_file() and not fresh:
         return Trace(**json.loads(path.read_text()))
     trace = search_replay.run_search(method, seed, table, budget, concurrency, engine)

@@ -55,6 +55,7 @@ class Table:
     """The recorded grid: one row per (configuration, epoch)."""
 
     frame: Any  # pandas.DataFrame: config keys, epoch, CURVE_COLUMNS, failed_at (0 = trained to the end)
+    fingerprint: str  # a short hash of the Parquet file: kept searches are only reused against the table they replayed
 
     @property
     def keys(self) -> list[str]:
@@ -146,13 +147,6 @@ def build(cache: Path = CACHE, epochs: int = EPOCHS, limit: int | None = None, l
     return assemble(cache)
 
 
-def fingerprint(cache: Path = CACHE) -> str:
-    """A short content hash of the table: kept searches are only reused against the table they replayed."""
-    import hashlib
-
-    return hashlib.blake2b((cache / "search_table.parquet").read_bytes(), digest_size=4).hexdigest()
-
-
 def _recorded_epochs(path: Path) -> int | None:
     """The epochs a configuration's record was trained for (None when there is no whole record)."""
     try:
@@ -185,12 +179,16 @@ def assemble(cache: Path = CACHE) -> Path:
 
 
 def load_table(cache: Path = CACHE) -> Table:
+    import hashlib
+    import io
+
     import pandas as pd
 
     path = cache / "search_table.parquet"
     if not path.is_file():
         raise SystemExit(f"no tabular benchmark at {path}; build it first: bench/search_efficiency.py --build")
-    return Table(pd.read_parquet(path))
+    data = path.read_bytes()
+    return Table(pd.read_parquet(io.BytesIO(data)), hashlib.blake2b(data, digest_size=4).hexdigest())
 
 
 def grid_values(key: str) -> Sequence[Any]:
