@@ -10,7 +10,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
+
+import yaml
 
 import trial_phases
 
@@ -36,13 +39,20 @@ ORDER = (
 )
 
 
-def _space(data_root: str, out: str, name: str, trials: int, steps: int, workers: int, wandb: str) -> Any:
+def sweep_space(data_root: str, out: str, name: str, trials: int, steps: int, workers: int, wandb: str = "disabled",
+                overrides: Sequence[str] = ()) -> Any:
+    """K grid trials (one LR each) of 1 epoch of ``steps`` steps, one at a time; ``overrides``
+    (``key=value``, e.g. a bigger model) are applied to every trial."""
     from harp.tune.space import parse_space
 
+    config: dict[str, Any] = {"data.root": data_root, "data.num_workers": 0, "train.epochs": 1, "train.max_steps_per_epoch": steps,
+                              "train.batch_size": 8, "train.num_workers": workers, "wandb.mode": wandb}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        config[key] = yaml.safe_load(value)
     return parse_space(
         {
-            "config": {"data.root": data_root, "data.num_workers": 0, "train.epochs": 1, "train.max_steps_per_epoch": steps,
-                       "train.batch_size": 8, "train.num_workers": workers, "wandb.mode": wandb},
+            "config": config,
             "sweep": {"name": name, "output_dir": out, "searcher": "grid", "scheduler": "none", "max_concurrent_trials": 1, "max_failures": 0},
             "params": {"optim.lr": {"type": "grid", "values": [10 ** (-2 - i / 2) for i in range(trials)]}},
         },
@@ -67,7 +77,7 @@ def run_breakdown(args: argparse.Namespace, data_root: str, work: Path) -> dict[
     results: dict[str, dict[str, list[float]]] = {}
 
     # the plain loop: the same phases, no Ray
-    space = _space(data_root, str(work / "runs"), "phases-plain", args.trials, args.steps, 1, "disabled")
+    space = sweep_space(data_root, str(work / "runs"), "phases-plain", args.trials, args.steps, 1, "disabled", args.set)
     cfg = base_config(space)
     starts: dict[str, float] = {}
     ends: dict[str, float] = {}
@@ -95,11 +105,11 @@ def run_breakdown(args: argparse.Namespace, data_root: str, work: Path) -> dict[
              runtime_env={"worker_process_setup_hook": trial_phases.install})  # fmt: skip
     try:
         for label, workers in (("1 worker, in-process", 1), ("2 workers, TorchTrainer", 2)):
-            warm = _space(data_root, str(work / "runs"), f"phases-warm-{workers}", 1, 1, workers, "disabled")
+            warm = sweep_space(data_root, str(work / "runs"), f"phases-warm-{workers}", 1, 1, workers, "disabled", args.set)
             run_sweep(base_config(warm), warm, verbose=0)  # the worker pool's first start is not a trial's cost
             log.write_text("")
             times = Times()
-            space = _space(data_root, str(work / "runs"), f"phases-{workers}w", args.trials, args.steps, workers, args.wandb)
+            space = sweep_space(data_root, str(work / "runs"), f"phases-{workers}w", args.trials, args.steps, workers, args.wandb, args.set)
             run_sweep(base_config(space), space, verbose=0, extra_callbacks=(times,))
             results[label] = trial_phases.breakdown(trial_phases.read(log), times.starts, times.ends)
     finally:
@@ -111,7 +121,7 @@ def run_breakdown(args: argparse.Namespace, data_root: str, work: Path) -> dict[
 def print_breakdown(results: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> None:
     labels = list(results)
     print(f"\nPer-phase seconds per trial (median over K={args.trials} trials; W&B {args.wandb} in the sweeps; "
-          f"1 epoch of {args.steps} steps; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})\n")  # fmt: skip
+          f"1 epoch of {args.steps} steps; {' '.join(args.set) or 'tiny cnn3d_attention'}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})\n")  # fmt: skip
     print("| phase | " + " | ".join(labels) + " |")
     print("|---|" + "---:|" * len(labels))
     phases = [p for p in ORDER if any(p in r for r in results.values())]

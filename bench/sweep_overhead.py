@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/sweep_overhead.py                 # K=3, tiny model, synthetic data
     .venv/bin/python bench/sweep_overhead.py --trials 4 --steps 2 --json runs/bench_overhead.json
+    .venv/bin/python bench/sweep_overhead.py --breakdown-only --before HEAD~1 --set model.family=timesformer \
+        --set model.size=base --set model.frames=2 --set model.frame_size=32   # base-size checkpoints, cheap steps
 
 Rows (each the same K trainings: 1 epoch of ``--steps`` optimiser steps + validation, 1 at a time):
 
@@ -41,29 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from overhead_phases import before_after, run_breakdown
-
-
-def _space(data_root: str, out: str, name: str, trials: int, steps: int, workers: int):
-    from harp.tune.space import parse_space
-
-    return parse_space(
-        {
-            "config": {
-                "data.root": data_root,
-                "data.num_workers": 0,
-                "train.epochs": 1,
-                "train.max_steps_per_epoch": steps,
-                "train.batch_size": 8,
-                "train.num_workers": workers,
-                "wandb.mode": "disabled",
-            },
-            "sweep": {"name": name, "output_dir": out, "searcher": "grid", "scheduler": "none",
-                      "max_concurrent_trials": 1, "max_failures": 0},
-            "params": {"optim.lr": {"type": "grid", "values": [10 ** (-2 - i / 2) for i in range(trials)]}},
-        },
-        name=name,
-    )
+from overhead_phases import before_after, run_breakdown, sweep_space
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-breakdown", action="store_true", help="skip the per-phase breakdown")
     parser.add_argument("--breakdown-only", action="store_true", help="only the per-phase breakdown")
     parser.add_argument("--wandb", default="offline", choices=("offline", "disabled"), help="W&B mode of the breakdown sweeps")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every trial, e.g. model.family=timesformer (repeatable)")
     parser.add_argument("--before", default=None, help="git revision whose harp package is the 'before' of a before/after comparison")
     args = parser.parse_args(argv)
     if args.before:
@@ -100,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     # plain loop: the same K trainings, no Ray
-    space = _space(data_root, str(work / "runs"), "plain", args.trials, args.steps, 1)
+    space = sweep_space(data_root, str(work / "runs"), "plain", args.trials, args.steps, 1, overrides=args.set)
     cfg = base_config(space)
     start = time.perf_counter()
     for point in space.grid_points():
@@ -121,13 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         with ray_session(cfg, num_cpus=2):
             ray_starts.append(time.perf_counter() - start)
             # warm-up (not reported): the first sweep of a fresh Ray instance pays its worker pool's start
-            warm = _space(data_root, str(work / "runs"), f"warmup-{len(ray_starts)}", 1, 1, workers)
+            warm = sweep_space(data_root, str(work / "runs"), f"warmup-{len(ray_starts)}", 1, 1, workers, overrides=args.set)
             run_sweep(base_config(warm), warm, verbose=0)
             name = f"overhead-{workers}w{'-forced' if forced else ''}"
-            sweep_space = _space(data_root, str(work / "runs"), name, args.trials, args.steps, workers)
-            sweep_cfg = base_config(sweep_space)
+            timed_space = sweep_space(data_root, str(work / "runs"), name, args.trials, args.steps, workers, overrides=args.set)
+            sweep_cfg = base_config(timed_space)
             start = time.perf_counter()
-            outcome = run_sweep(sweep_cfg, sweep_space, verbose=0)
+            outcome = run_sweep(sweep_cfg, timed_space, verbose=0)
             wall = time.perf_counter() - start
         errors = [r.error for r in outcome.results if r.error is not None]
         if errors:
@@ -137,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("HARP_FORCE_TORCHTRAINER", None)
     ray_start = sum(ray_starts) / len(ray_starts)
 
-    print(f"\nTrial overhead: K={args.trials} trials x 1 epoch of {args.steps} steps (tiny cnn3d_attention, "
+    print(f"\nTrial overhead: K={args.trials} trials x 1 epoch of {args.steps} steps ({' '.join(args.set) or 'tiny cnn3d_attention'}, "
           f"batch 8, synthetic 4 classes), {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
     print(f"Ray start-up (ray.init local + dashboard), once per sweep: {ray_start:.1f} s (mean of {len(ray_starts)})\n")
     print(f"| {'row':<38} | workers | TorchTrainer | wall (s) | ratio vs plain | overhead / trial (s) |")

@@ -13,7 +13,9 @@ import pytest
 
 from harp.config import load_config, to_dict
 from harp.errors import HarpError
+from harp.train.checkpoint_staging import STAGING
 from harp.train.loop import REPORTED_METRICS
+from harp.train.sessions import complete_checkpoints
 
 pytestmark = pytest.mark.slow
 
@@ -103,6 +105,9 @@ def test_two_worker_ddp_run_keeps_its_best_checkpoint_and_evaluates(ray_local, s
     two_best = sorted(sorted(reports, key=lambda r: r["val_loss"])[:2], key=lambda r: r["epoch"])
     kept = sorted(json.loads((p / "metrics.json").read_text())["epoch"] for p in Path(result.path).iterdir() if p.is_dir() and p.name.startswith("checkpoint_"))
     assert kept == sorted({r["epoch"] for r in two_best} | {3})
+    # checkpoints were staged in the run and moved into place: nothing staged is left behind, each is whole
+    assert not (Path(result.path) / STAGING).exists()
+    assert [epoch for epoch, _, _ in complete_checkpoints(Path(result.path))] == kept
     # the best, found from the Train run's own results (not the latest)
     found = best_train_run_checkpoint(Path(result.path), "val_loss", "min")
     assert found is not None

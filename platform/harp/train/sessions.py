@@ -11,6 +11,8 @@ starts from. The loop (``harp.train.loop``) is the same everywhere; only this di
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import json
 import os
@@ -29,6 +31,7 @@ from torch import nn
 from harp.config.schema import HarpConfig
 from harp.numbers import signed
 from harp.train.checkpoint import CONFIG, METRICS, STATE, WEIGHTS
+from harp.train.checkpoint_staging import clear_staging, move_into_run, staging_root
 from harp.train.reproduce import read_history
 from harp.train.run import default_device
 
@@ -150,11 +153,15 @@ class _RayReportingSession(TrainSession):
         api = importlib.import_module(self._api)
         checkpoint = api.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         try:
-            api.report(metrics, checkpoint=checkpoint)
-        finally:  # Ray has copied the directory into its storage
+            api.report(metrics, checkpoint=checkpoint, **self._report_options(checkpoint_dir))
+        finally:  # Ray has copied (or moved) the directory into its storage
             if checkpoint_dir is not None:
                 shutil.rmtree(checkpoint_dir, ignore_errors=True)
             self._drop_download()
+
+    def _report_options(self, checkpoint_dir: Path | None) -> dict[str, Any]:
+        """Extra keyword arguments of ``report`` for this checkpoint (none: Ray's own upload)."""
+        return {}
 
     def resume_checkpoint(self) -> Path | None:
         checkpoint = importlib.import_module(self._api).get_checkpoint()
@@ -268,7 +275,11 @@ def _whole_safetensors(path: Path) -> bool:
 
 
 class RayTrainSession(_RayReportingSession):
-    """A Ray Train (V2) worker of a TorchTrainer: DDP over gloo (CPU) or NCCL (GPU)."""
+    """A Ray Train (V2) worker of a TorchTrainer: DDP over gloo (CPU) or NCCL (GPU).
+
+    When the run's storage is a filesystem this node sees, checkpoints are written into the run
+    directory's staging folder and moved into place at ``report`` (``harp.train.checkpoint_staging``),
+    not copied there by Ray."""
 
     _api = "ray.train"
 
@@ -280,6 +291,29 @@ class RayTrainSession(_RayReportingSession):
         self.rank = context.get_world_rank()
         self.world_size = context.get_world_size()
         self.device = ray.train.torch.get_device()
+        self._storage = context.get_storage()
+        self._staging = staging_root(self._storage) if self.is_main else None
+        if self._staging is not None:
+            clear_staging(self._staging)
+
+    def checkpoint_dir(self, epoch: int) -> Path:
+        if self._staging is None:
+            return super().checkpoint_dir(epoch)
+        self._staging.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"epoch-{epoch:04d}-", dir=self._staging))
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+        try:
+            super().report(metrics, checkpoint_dir)
+        finally:  # an empty staging folder is not left in the run directory
+            if self._staging is not None:
+                with contextlib.suppress(OSError):
+                    self._staging.rmdir()
+
+    def _report_options(self, checkpoint_dir: Path | None) -> dict[str, Any]:
+        if self._staging is None or checkpoint_dir is None or checkpoint_dir.parent != self._staging:
+            return {}
+        return {"checkpoint_upload_fn": functools.partial(move_into_run, storage=self._storage)}
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         import ray.train.torch  # function-level: see __init__
