@@ -9,8 +9,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -120,8 +120,9 @@ def run_breakdown(args: argparse.Namespace, data_root: str, work: Path) -> dict[
 
 def print_breakdown(results: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> None:
     labels = list(results)
+    model = " ".join(args.set) or "tiny cnn3d_attention"
     print(f"\nPer-phase seconds per trial (median over K={args.trials} trials; W&B {args.wandb} in the sweeps; "
-          f"1 epoch of {args.steps} steps; {' '.join(args.set) or 'tiny cnn3d_attention'}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})\n")  # fmt: skip
+          f"1 epoch of {args.steps} steps; {model}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})\n")  # fmt: skip
     print("| phase | " + " | ".join(labels) + " |")
     print("|---|" + "---:|" * len(labels))
     phases = [p for p in ORDER if any(p in r for r in results.values())]
