@@ -19,6 +19,7 @@ import os
 import shutil
 import struct
 import tempfile
+import uuid
 import weakref
 import zipfile
 from collections.abc import Callable
@@ -299,8 +300,10 @@ class RayTrainSession(_RayReportingSession):
     def checkpoint_dir(self, epoch: int) -> Path:
         if self._staging is None:
             return super().checkpoint_dir(epoch)
-        self._staging.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f"epoch-{epoch:04d}-", dir=self._staging))
+        # mkdir, not mkdtemp: the folder becomes the run's checkpoint, with the umask's permissions
+        path = self._staging / f"epoch-{epoch:04d}-{uuid.uuid4().hex[:8]}"
+        path.mkdir(parents=True)
+        return path
 
     def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         try:
