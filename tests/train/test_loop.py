@@ -14,6 +14,7 @@ from harp.train import LocalSession, train_loop
 from harp.train.checkpoint import load_checkpoint, read_state
 from harp.train.loop import REPORTED_METRICS
 from harp.train.run import model_config
+from harp.train.val_confusion import VAL_CONFUSION, parse_val_confusion
 
 # 4 frames of 16 px keep each step in milliseconds; the model pools adaptively so any size works.
 BASE = ["model.family=cnn3d_attention", "model.size=tiny", "model.frames=4", "model.frame_size=16", "train.batch_size=8", "optim.lr=0.02", "data.num_workers=0"]
@@ -59,6 +60,13 @@ def test_local_run_learns_reports_every_metric_and_keeps_best_checkpoints(tmp_pa
     state = read_state(run / "latest")  # weights_only=True
     assert state["epoch"] == 4 and state["global_step"] == 4 * (48 // 8)
     assert len(lines) == 4 and (run / "history.jsonl").read_text().count("\n") == 4
+    # each checkpoint carries the val confusion of the validation that scored it
+    for epoch in (best_epoch, 4):
+        names, matrix = parse_val_confusion((run / "checkpoints" / f"epoch_{epoch:04d}" / VAL_CONFUSION).read_text())
+        metrics = history[epoch - 1]
+        clips = sum(map(sum, matrix))
+        assert len(names) == 4 and clips == fake_data["val"]
+        assert sum(matrix[i][i] for i in range(4)) / clips == pytest.approx(metrics["val_top1"])
 
 
 def test_resume_is_exact(tmp_path, fake_data):
@@ -140,6 +148,7 @@ def test_without_a_val_split_val_metrics_are_nan_and_training_goes_on(tmp_path, 
     history = train_loop(cfg, LocalSession(cfg, tmp_path / "run"))
     assert math.isnan(history[0]["val_top1"]) and math.isnan(history[0]["val_loss"])
     assert math.isfinite(history[0]["train_loss"]) and (tmp_path / "run" / "best" / "model.safetensors").is_file()
+    assert not (tmp_path / "run" / "best" / VAL_CONFUSION).exists()  # nothing validated, no confusion
 
 
 def test_divergence_fails_with_a_clear_error(tmp_path, fake_data):

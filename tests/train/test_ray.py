@@ -16,6 +16,7 @@ from harp.errors import HarpError
 from harp.train.checkpoint_staging import STAGING
 from harp.train.loop import REPORTED_METRICS
 from harp.train.sessions import complete_checkpoints
+from harp.train.val_confusion import VAL_CONFUSION, parse_val_confusion
 
 pytestmark = pytest.mark.slow
 
@@ -77,10 +78,11 @@ def test_tune_trial_runs_the_loop_in_process_and_resumes_after_a_crash(ray_local
 def test_two_worker_ddp_run_keeps_its_best_checkpoint_and_evaluates(ray_local, synthetic_config, tmp_path):
     import ray.train
 
+    from harp.data.manifest import load_manifest, manifest_path
     from harp.evaluate import evaluate_checkpoint
     from harp.train.checkpoint import read_config
     from harp.train.ray_train import run_torch_trainer
-    from harp.tune.results import best_train_run_checkpoint
+    from harp.tune.results import TrialRecord, best_train_run_checkpoint, validation_confusion
 
     cfg = _cfg(synthetic_config, "train.num_workers=2", "train.epochs=3", "sweep.metric=val_loss", "sweep.mode=min")
     with pytest.raises(HarpError, match="finite"):
@@ -116,6 +118,18 @@ def test_two_worker_ddp_run_keeps_its_best_checkpoint_and_evaluates(ray_local, s
     saved = read_config(best)
     assert saved.train.threads and saved.train.threads >= 1, "the run records the threads it trained with"
     assert saved == dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=saved.train.threads))
+    # its val confusion was counted over both ranks' shares of the val split, and the W&B callback
+    # reads it from the file; a checkpoint without the file (older harp) is evaluated instead
+    names, matrix = parse_val_confusion((best / VAL_CONFUSION).read_text())
+    val_clips = sum(map(sum, matrix))
+    best_metrics = json.loads((best / "metrics.json").read_text())
+    assert val_clips == len(load_manifest(manifest_path(cfg.data)).query("split == 'val'"))
+    assert sum(matrix[i][i] for i in range(len(names))) / val_clips == pytest.approx(best_metrics["val_top1"])
+    record = TrialRecord(trial_id="t", params={}, status="TERMINATED", path=None, train_run=str(result.path))
+    assert validation_confusion(record, metric="val_loss", mode="min") == (names, matrix)
+    (best / VAL_CONFUSION).unlink()
+    # ... which counts the same: the loop's tally is what a fresh evaluation of the val split gives
+    assert validation_confusion(record, metric="val_loss", mode="min") == (names, matrix)
     # DDP-unwrapped weights load into a plain model and evaluate with multiple views
     metrics = evaluate_checkpoint(best, num_clips=2, num_crops=3, output_dir=tmp_path / "eval")
     assert metrics["num_videos"] > 0 and 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0

@@ -8,6 +8,7 @@
                           (plain tensors and numbers: torch.load(weights_only=True) reads it)
 <dir>/config.yaml         the fully resolved HarpConfig (`harp train --config` retrains it)
 <dir>/metrics.json        the metrics reported with this checkpoint
+<dir>/val_confusion.json  the val split's confusion matrix behind those metrics (``harp.train.val_confusion``)
 ```
 
 The weights describe themselves so that a ``best/model.safetensors`` copied anywhere is usable

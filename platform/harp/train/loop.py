@@ -32,11 +32,12 @@ from harp.errors import HarpError
 from harp.models import build_model
 from harp.train.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from harp.train.lr_schedule import build_lr_schedule
-from harp.train.metrics import RunningSums, all_gather_strings, topk_correct
+from harp.train.metrics import RunningSums, all_gather_strings, all_reduce_counts, topk_correct
 from harp.train.optim import build_optimizer, decayed_params, l2_penalty
 from harp.train.reproduce import apply_runtime, current_environment, read_history, write_environment, write_history
 from harp.train.run import RunData, autocast, autocast_dtype, forward_views, micro_batch_size, model_config, resolve_run
 from harp.train.sessions import TrainSession
+from harp.train.val_confusion import count_confusion, write_val_confusion
 
 log = logging.getLogger("harp.train")
 
@@ -125,13 +126,15 @@ def train_loop(cfg: HarpConfig, session: TrainSession) -> list[dict[str, float]]
         train_sampler.set_epoch(epoch)
         train = _train_epoch(cfg, model, optimizer, scheduler, train_loader, micro_per_epoch, device, amp, mean, std)
         global_step += train["steps"]
-        val = _validate(model, val_loader, device, amp, mean, std) if val_loader is not None else None
+        val = _validate(model, val_loader, device, amp, mean, std, num_classes) if val_loader is not None else None
 
         counts = RunningSums()
         counts.add(**{k: train[k] for k in ("loss_sum", "clips", "time", "wait", "skipped")})
         val_failed: list[str] = []
+        confusion = None
         if val is not None:
             val_failed = val.pop("failed")
+            confusion = all_reduce_counts(val.pop("confusion"), device)
             counts.add(**val)
         totals = counts.reduce(device)
         failed = all_gather_strings(train["failed"] + val_failed)
@@ -173,6 +176,8 @@ def train_loop(cfg: HarpConfig, session: TrainSession) -> list[dict[str, float]]
         if checkpoint_dir is not None:
             write_environment(checkpoint_dir, environment)
             write_history(checkpoint_dir, record)
+            if confusion is not None:
+                write_val_confusion(checkpoint_dir, run.class_names, confusion)
         session.report(metrics, checkpoint_dir)
         history.append(metrics)
     return history
@@ -275,15 +280,17 @@ def _train_epoch(
 
 @torch.no_grad()
 def _validate(
-    model: nn.Module, loader: DataLoader, device: torch.device, amp: torch.dtype | None, mean: Sequence[float], std: Sequence[float]
+    model: nn.Module, loader: DataLoader, device: torch.device, amp: torch.dtype | None, mean: Sequence[float], std: Sequence[float],
+    num_classes: int,
 ) -> dict[str, Any]:
     """This rank's share of the val split: sums of loss, top-1/top-5 hits, clips and skipped files
-    (reduced over ranks by the caller) plus the failed files' paths."""
+    and its confusion matrix (reduced over ranks by the caller), plus the failed files' paths."""
     model = unwrap(model)  # no DDP collectives: ranks may hold unequal shares of the val split
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     sums: dict[str, Any] = {"val_clips": 0.0, "val_top1": 0.0, "val_top5": 0.0, "val_skipped": 0.0}
     failed: list[str] = []
+    confusion = torch.zeros((num_classes, num_classes), dtype=torch.int64)
     for batch in _iterate(loader):
         with autocast(device, amp):
             logits, labels = forward_views(model, batch, device, mean, std)
@@ -293,8 +300,10 @@ def _validate(
         sums["val_clips"] += labels.shape[0]
         sums["val_top1"] += hits[1]
         sums["val_top5"] += hits[5]
+        count_confusion(confusion, logits.topk(1, dim=-1).indices.view(-1), labels)
         sums["val_skipped"] += batch_skipped(batch)
         failed += batch_failed(batch)
     sums["val_loss_sum"] = float(loss_sum.item())
     sums["failed"] = failed
+    sums["confusion"] = confusion
     return sums

@@ -41,6 +41,16 @@ def all_gather_strings(items: list[str]) -> list[str]:
     return [s for part in gathered for s in (part or [])]
 
 
+def all_reduce_counts(counts: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A count tensor (e.g. a confusion matrix) summed over all DDP ranks, on the CPU (itself when
+    not distributed). ``device``: where the collective runs (NCCL needs the rank's GPU)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return counts
+    tensor = counts.to(device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.cpu()
+
+
 class RunningSums:
     """Sums and counts for one epoch on one rank; ``reduce()`` gives whole-split means."""
 

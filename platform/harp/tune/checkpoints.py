@@ -150,6 +150,11 @@ class BestCheckpoint:
         scheme = {"gcs": "gs"}.get(filesystem.type_name, filesystem.type_name)
         return f"{scheme}://{self.path.as_posix()}"
 
+    def read_file(self, name: str) -> str | None:
+        """One small file of the checkpoint, read where it lies (nothing else downloaded), or None."""
+        filesystem = self.checkpoint.filesystem if self.checkpoint is not None else local_fs()
+        return read_text(filesystem, (self.path / name).as_posix())
+
     @contextlib.contextmanager
     def local_directory(self) -> Iterator[Path]:
         """The checkpoint as a local directory for the block: itself when local, else a download

@@ -32,6 +32,7 @@ from harp.cluster.storage import StorageLocation, is_uri, redacted, resolve_outp
 from harp.config.schema import HarpConfig
 from harp.errors import HarpError
 from harp.numbers import best_of, is_finite, signed
+from harp.train.val_confusion import VAL_CONFUSION, Confusion, parse_val_confusion
 from harp.tune.checkpoints import (
     TRAIN_RUN_FILE,
     BestCheckpoint,
@@ -51,9 +52,6 @@ if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
 log = logging.getLogger("harp.tune")
-
-# A confusion matrix and its class names (row = actual, column = predicted).
-Confusion = tuple[list[str], list[list[int]]]
 
 
 # ------------------------------------------------------------------------------------------
@@ -335,13 +333,18 @@ def best_trial_checkpoint(trial: TrialRecord | Trial, metric: str, mode: str) ->
 
 
 def validation_confusion(trial: TrialRecord | Trial, *, metric: str, mode: str) -> Confusion | None:
-    """The validation confusion matrix of a trial's best checkpoint (the W&B callback logs it)."""
+    """The validation confusion matrix of a trial's best checkpoint (the W&B callback logs it):
+    the one the loop counted while validating (``val_confusion.json``); a checkpoint from before
+    harp wrote that file is evaluated on the val split instead."""
     best = best_trial_checkpoint(trial, metric, mode)
     if best is None:
         return None
+    text = best.read_file(VAL_CONFUSION)
+    if text is not None:
+        return parse_val_confusion(text)
     import tempfile
 
-    from harp.evaluate import evaluate_checkpoint  # torch: only when a trial ends
+    from harp.evaluate import evaluate_checkpoint  # torch: only for an old checkpoint
 
     with tempfile.TemporaryDirectory(prefix="harp-confusion-") as tmp, best.local_directory() as checkpoint_dir:
         out = evaluate_checkpoint(checkpoint_dir, split="val", num_clips=1, num_crops=1, output_dir=tmp)
