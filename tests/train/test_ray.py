@@ -81,7 +81,7 @@ def test_two_worker_ddp_run_keeps_its_best_checkpoint_and_evaluates(ray_local, s
     from harp.data.manifest import load_manifest, manifest_path
     from harp.evaluate import evaluate_checkpoint
     from harp.train.checkpoint import read_config
-    from harp.train.ray_train import run_torch_trainer
+    from harp.train.ray_train import POLL_INTERVAL_ENV, POLL_INTERVAL_S, run_torch_trainer
     from harp.tune.results import TrialRecord, best_train_run_checkpoint, validation_confusion
 
     cfg = _cfg(synthetic_config, "train.num_workers=2", "train.epochs=3", "sweep.metric=val_loss", "sweep.mode=min")
@@ -95,14 +95,17 @@ def test_two_worker_ddp_run_keeps_its_best_checkpoint_and_evaluates(ray_local, s
 
     class Record(ray.train.UserCallback):  # runs on the Train controller, sees every report
         def after_report(self, run_context, metrics, checkpoint):
+            import os
+
             with open(log, "a") as handle:
-                handle.write(json.dumps(metrics[0]) + "\n")
+                handle.write(json.dumps({**metrics[0], "poll_interval": os.environ.get(POLL_INTERVAL_ENV)}) + "\n")
 
     result = run_torch_trainer(cfg, storage_path=tmp_path, name="ddp", num_to_keep=2, callbacks=[Record()])
     assert result.error is None
     assert result.metrics["num_workers"] == 2 and result.metrics["epoch"] == 3
     reports = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["epoch"] for r in reports] == [1, 2, 3]
+    assert {r["poll_interval"] for r in reports} == {POLL_INTERVAL_S}  # the controller polls its workers every 0.5 s, not 2 s
     # num_to_keep=2 scored by val_loss (min): the two best epochs survive (plus the latest, which Ray keeps to resume)
     two_best = sorted(sorted(reports, key=lambda r: r["val_loss"])[:2], key=lambda r: r["epoch"])
     kept = sorted(json.loads((p / "metrics.json").read_text())["epoch"] for p in Path(result.path).iterdir() if p.is_dir() and p.name.startswith("checkpoint_"))
