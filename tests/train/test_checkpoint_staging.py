@@ -3,6 +3,8 @@ filesystem), not copied there by Ray; storage this node cannot see, or an object
 Ray's upload. Ray Train's own StorageContext, on real folders."""
 from __future__ import annotations
 
+import shutil
+
 import pyarrow.fs
 
 from harp.train.checkpoint_staging import STAGING, move_into_run, staging_root
@@ -67,3 +69,17 @@ def test_storage_this_node_cannot_see_or_not_a_local_filesystem_keeps_rays_uploa
     (tmp_path / "sub").mkdir()
     assert staging_root(_storage("store", filesystem=wrapped)) is None
     assert staging_root(object()) is None  # not a StorageContext at all
+
+
+def test_harp_clean_counts_a_killed_workers_staging_folder_among_a_trials_checkpoints(tmp_path):
+    from harp.tune.clean import trial_checkpoints
+    from harp.tune.results import TrialRecord
+
+    run = tmp_path / "train_runs" / "t1"
+    for name in ("checkpoint_a", "checkpoint_b"):
+        (run / name).mkdir(parents=True)
+    _staged(run / STAGING)  # a worker killed while it saved epoch 1
+    record = TrialRecord(trial_id="t1", params={}, status="TERMINATED", path=None, train_run=str(run))
+    assert trial_checkpoints(record) == [run / "checkpoint_a", run / "checkpoint_b", run / STAGING]
+    shutil.rmtree(run / STAGING)
+    assert trial_checkpoints(record) == [run / "checkpoint_a", run / "checkpoint_b"]

@@ -22,10 +22,15 @@ from typing import Any
 
 STAGING = ".harp-staging"  # hidden: Ray's and harp's readers look for checkpoint_* folders only
 
-try:  # the file Ray's driver writes into a run directory to prove every node can reach it
-    from ray.train.v2._internal.constants import VALIDATE_STORAGE_MARKER_FILENAME as _MARKER
-except ImportError:  # pragma: no cover - other Ray versions
-    _MARKER = ".validate_storage_marker"
+
+def _storage_marker() -> str:
+    """The file Ray's driver writes into a run directory to prove every node can reach it (Ray is
+    imported here, not with this module: ``harp clean`` and the loop's imports do not need it)."""
+    try:
+        from ray.train.v2._internal.constants import VALIDATE_STORAGE_MARKER_FILENAME
+    except ImportError:  # pragma: no cover - other Ray versions
+        return ".validate_storage_marker"
+    return VALIDATE_STORAGE_MARKER_FILENAME
 
 
 def staging_root(storage: Any) -> Path | None:
@@ -36,7 +41,7 @@ def staging_root(storage: Any) -> Path | None:
     if not isinstance(getattr(storage, "storage_filesystem", None), pyarrow.fs.LocalFileSystem):
         return None
     run = Path(storage.experiment_fs_path)
-    if not (run / _MARKER).is_file():
+    if not (run / _storage_marker()).is_file():
         return None
     return run / STAGING
 

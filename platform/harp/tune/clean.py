@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harp.errors import HarpError
+from harp.train.checkpoint_staging import STAGING
 from harp.tune.lock import sweep_lock
 from harp.tune.results import TrialRecord, best_trial_checkpoint, load_trials
 from harp.tune.sweep_dir import directory_size, read_sweep
@@ -35,11 +36,14 @@ class CleanReport:
 
 
 def trial_checkpoints(record: TrialRecord) -> list[Path]:
-    """Every checkpoint directory of a trial: its Tune trial directory's, and its Train run's."""
+    """Every checkpoint directory of a trial: its Tune trial directory's, and its Train run's, with
+    the staging folder of a Train worker killed while it saved (a half-written checkpoint)."""
     found: list[Path] = []
     for folder in (record.path, record.train_run):
         if folder is not None and Path(folder).is_dir():
             found += sorted(p for p in Path(folder).glob("checkpoint_*") if p.is_dir())
+    if record.train_run is not None and (Path(record.train_run) / STAGING).is_dir():
+        found.append(Path(record.train_run) / STAGING)
     return found
 
 
