@@ -32,12 +32,12 @@ from harp.errors import HarpError
 from harp.models import build_model
 from harp.train.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from harp.train.lr_schedule import build_lr_schedule
-from harp.train.metrics import RunningSums, all_gather_strings, all_reduce_counts, topk_correct
+from harp.train.metrics import RunningSums, all_gather_strings, all_reduce_counts, confusion_matrix, topk_correct
 from harp.train.optim import build_optimizer, decayed_params, l2_penalty
 from harp.train.reproduce import apply_runtime, current_environment, read_history, write_environment, write_history
 from harp.train.run import RunData, autocast, autocast_dtype, forward_views, micro_batch_size, model_config, resolve_run
 from harp.train.sessions import TrainSession
-from harp.train.val_confusion import count_confusion, write_val_confusion
+from harp.train.val_confusion import write_val_confusion
 
 log = logging.getLogger("harp.train")
 
@@ -134,7 +134,7 @@ def train_loop(cfg: HarpConfig, session: TrainSession) -> list[dict[str, float]]
         confusion = None
         if val is not None:
             val_failed = val.pop("failed")
-            confusion = all_reduce_counts(val.pop("confusion"), device)
+            confusion = all_reduce_counts(torch.from_numpy(val.pop("confusion")), device)
             counts.add(**val)
         totals = counts.reduce(device)
         failed = all_gather_strings(train["failed"] + val_failed)
@@ -290,7 +290,7 @@ def _validate(
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     sums: dict[str, Any] = {"val_clips": 0.0, "val_top1": 0.0, "val_top5": 0.0, "val_skipped": 0.0}
     failed: list[str] = []
-    confusion = torch.zeros((num_classes, num_classes), dtype=torch.int64)
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     for batch in _iterate(loader):
         with autocast(device, amp):
             logits, labels = forward_views(model, batch, device, mean, std)
@@ -300,7 +300,7 @@ def _validate(
         sums["val_clips"] += labels.shape[0]
         sums["val_top1"] += hits[1]
         sums["val_top5"] += hits[5]
-        count_confusion(confusion, logits.topk(1, dim=-1).indices.view(-1), labels)
+        confusion += confusion_matrix(logits.topk(1, dim=-1).indices, labels, num_classes)
         sums["val_skipped"] += batch_skipped(batch)
         failed += batch_failed(batch)
     sums["val_loss_sum"] = float(loss_sum.item())

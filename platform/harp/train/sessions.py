@@ -314,7 +314,7 @@ class RayTrainSession(_RayReportingSession):
                     self._staging.rmdir()
 
     def _report_options(self, checkpoint_dir: Path | None) -> dict[str, Any]:
-        if self._staging is None or checkpoint_dir is None or checkpoint_dir.parent != self._staging:
+        if self._staging is None or checkpoint_dir is None:  # staging set: checkpoint_dir made the folder there
             return {}
         return {"checkpoint_upload_fn": functools.partial(move_into_run, storage=self._storage)}
 

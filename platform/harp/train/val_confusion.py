@@ -11,28 +11,17 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the driver reads these files without importing torch
-    import torch
+from typing import Any
 
 VAL_CONFUSION = "val_confusion.json"
 
 Confusion = tuple[list[str], list[list[int]]]  # (class names, matrix[true][predicted])
 
 
-def count_confusion(matrix: torch.Tensor, predicted: torch.Tensor, labels: torch.Tensor) -> None:
-    """Add a batch's (label, prediction) pairs to ``matrix`` (num_classes x num_classes, int64), in place."""
-    import torch
-
-    classes = matrix.shape[0]
-    pairs = labels.long().cpu() * classes + predicted.long().cpu()
-    matrix += torch.bincount(pairs, minlength=classes * classes).view(classes, classes)
-
-
-def write_val_confusion(directory: str | Path, class_names: Sequence[str], matrix: torch.Tensor) -> Path:
+def write_val_confusion(directory: str | Path, class_names: Sequence[str], matrix: Any) -> Path:
+    """``matrix``: counts[true][predicted], anything with ``tolist()`` (a tensor, an array)."""
     path = Path(directory) / VAL_CONFUSION
-    path.write_text(json.dumps({"classes": list(class_names), "matrix": matrix.long().tolist()}) + "\n")
+    path.write_text(json.dumps({"classes": list(class_names), "matrix": [[int(v) for v in row] for row in matrix.tolist()]}) + "\n")
     return path
 
 
@@ -49,4 +38,4 @@ def parse_val_confusion(text: str) -> Confusion | None:
     return names, matrix
 
 
-__all__ = ["VAL_CONFUSION", "Confusion", "count_confusion", "parse_val_confusion", "write_val_confusion"]
+__all__ = ["VAL_CONFUSION", "Confusion", "parse_val_confusion", "write_val_confusion"]
