@@ -6,14 +6,15 @@ videos and frames (``bench/loader_bench.py``, issue 12's goals: item >= 0.8x raw
 
 Videos are synthetic but UCF101-sized: 320x240, 25 fps, 7 s (175 frames). "original" mimics the
 official UCF101 files: MPEG-4 part 2 (XviD-like) in .avi with a long keyframe interval (250);
-"prepared" is the output of ``harp data prepare`` (CFR H.264 .mp4, keyframe every 16 frames) at
-the original 240 px short side, and at 128 px. Every measurement runs in this one process with one
+"prepared" is the output of ``harp data prepare`` with its defaults (CFR H.264 .mp4, keyframe every
+16 frames, x264's fastdecode tune) at the original 240 px short side, and at 128 px; the encode
+section compares those defaults with other keyframe intervals and tunes (``bench/encode_bench.py``). Every measurement runs in this one process with one
 decode thread and counts CPU time (``time.process_time``), so clips/s is per CPU core even on a
 busy machine. The memory run and the loader table's DataLoader column use wall-clock time.
 
     .venv/bin/python bench/data.py                  # all tables (~4-5 minutes on 2 cores)
     .venv/bin/python bench/data.py --quick          # fewer videos and shorter timings
-    .venv/bin/python bench/data.py --only loader    # one section (decode, memory, loader)
+    .venv/bin/python bench/data.py --only loader    # one section (decode, memory, loader, encode)
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+import encode_bench
 import loader_bench
 from harp.config.schema import SamplingMethod
 from harp.data.decode import FrameDecoder, decode_all
@@ -37,7 +39,7 @@ from harp.data.probe import probe_video
 from harp.data.sampling import SamplingParams, sample
 from harp.data.synthetic import render_clip
 
-SECTIONS = ("decode", "memory", "loader")
+SECTIONS = ("decode", "memory", "loader", "encode")
 WIDTH, HEIGHT, FPS, FRAMES = 320, 240, 25, 175
 # Sampler settings of the papers: 8 frames (1/8 stride for uniform, every 3rd for 000's
 # segment_stride), multi_clip = 003's 5 clips (here of 8 frames: 40 frames per sample),
@@ -83,7 +85,7 @@ def make_videos(root: Path, count: int) -> dict[str, list[Path]]:
         sources["original"].append(orig)
         for short in (240, 128):
             dst = root / f"prepared{short}" / name / f"v_{name}_g{i:02d}_c01.mp4"
-            result = transcode(str(orig), str(dst), short, None, 16, 23)
+            result = transcode(str(orig), str(dst), short)  # `harp data prepare`'s defaults
             assert not result["error"], result["error"]
             sources[f"prepared{short}"].append(dst)
     return sources
@@ -207,6 +209,9 @@ def main() -> int:
         if "loader" in args.only:
             folders = {name: root / name for name in sources}
             loader_bench.print_table(loader_bench.run(folders, args.workers, args.seconds), args.workers)
+            print()
+        if "encode" in args.only:
+            encode_bench.print_table(encode_bench.run(sources["original"], root / "encodings", args.seconds))
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -1,7 +1,9 @@
 """`harp data ...` commands, and the resumable prepare step."""
 from __future__ import annotations
 
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +54,34 @@ def test_prepare_transcodes_resumably(synthetic_root, tmp_path, capsys):
     assert (prepared["error"] == "").all() and (prepared["height"] == 32).all()
     assert prepared["frames"].tolist() == src["frames"].tolist() and prepared["split"].tolist() == src["split"].tolist()
     assert prepared.attrs["prepared_from"] == str(root.resolve())
+    assert prepared.attrs["prepared"]["tune"] == "fastdecode"
+    assert {x264_settings(p)["cabac"] for p in out.glob("*/*.mp4")} == {"0"}  # fastdecode by default
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*.mp4")}
     assert harp(args) == 0  # resumable: nothing is transcoded again
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("*/*.mp4")}
+
+
+def x264_settings(path: Path) -> dict[str, str]:
+    """The encoder settings x264 writes into its stream (an SEI message: "cabac=0 ref=1 deblock=0:0:0 ...")."""
+    found = re.search(rb"x264 - core .*? options: ([^\x00]+)", path.read_bytes())
+    assert found, f"no x264 settings in {path}"
+    return dict(item.split("=", 1) for item in found.group(1).decode().split() if "=" in item)
+
+
+@pytest.mark.parametrize(("tune", "cabac", "deblock"), [("fastdecode", "0", "0"), ("none", "1", "1")])
+def test_prepare_tune_reaches_the_encoder(synthetic_root, tmp_path, tune, cabac, deblock):
+    from harp.data.prepare import transcode
+
+    src = next(synthetic_root.glob("move_left/*.mp4"))
+    probe = transcode(str(src), str(tmp_path / "out.mp4"), 32, None, 8, 23, tune)
+    assert probe["error"] == ""
+    settings = x264_settings(tmp_path / "out.mp4")
+    assert settings["cabac"] == cabac and settings["deblock"].startswith(deblock) and settings["keyint"] == "8"
+
+
+def test_prepare_refuses_an_unknown_tune(synthetic_root, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        harp(["data", "prepare", "--quiet", "--output", str(tmp_path / "p"), "--tune", "film", f"data.root={synthetic_root}"])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # argparse: usage, then the one error line
+    assert "--tune" in last and "'film'" in last and "fastdecode" in last

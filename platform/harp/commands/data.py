@@ -17,6 +17,7 @@ import sys
 import time
 
 from harp.config import load_config
+from harp.data.prepare import TUNES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--fps", type=float, default=None, help="output frame rate (default: the source's)")
     prep.add_argument("--gop", type=int, default=16, help="keyframe interval in frames (default 16)")
     prep.add_argument("--crf", type=int, default=23, help="x264 quality (default 23)")
+    prep.add_argument("--tune", choices=TUNES, default=TUNES[0],
+                      help="x264 tune (default fastdecode: no CABAC, no deblocking: cheaper decoding for a little more disk)")  # fmt: skip
     prep.add_argument("--workers", type=int, default=0, help="parallel processes (default: all CPUs)")
     add("inspect", "summarise the manifest of a data set (splits, classes, lengths, unreadable files)")
     demo = add("demo", "the data pipeline end to end: synthesise, index, decode a batch, print a summary")
@@ -69,7 +72,7 @@ def main(argv: list[str]) -> int:
         from harp.data.prepare import prepare_dataset
 
         path = prepare_dataset(cfg.data, args.output, short_side=args.short_side, fps=args.fps, gop=args.gop,
-                               crf=args.crf, workers=args.workers, progress=progress)  # fmt: skip
+                               crf=args.crf, tune=args.tune, workers=args.workers, progress=progress)  # fmt: skip
         print(f"prepared copy: {path}: {summarize(load_manifest(path))}")
         print(f"train on it with: data.root={args.output}" + (f" data={cfg.data.format}" if cfg.data.format != "synthetic" else ""))
         return 0
