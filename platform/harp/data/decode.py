@@ -115,8 +115,8 @@ def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expe
                 idx = round((frame.pts - start) * tb * fps) if frame.pts is not None else pos + 1
                 pos = idx
                 last = frame
-                if idx < target:
-                    continue
+                if idx < int(wanted[i]):
+                    continue  # a frame only decoded on the way to the next wanted one: never converted
                 image = frame.to_ndarray(**kwargs)
                 while i < len(wanted) and int(wanted[i]) <= idx:  # nearest frame at or after each wanted index
                     out.append(image)
