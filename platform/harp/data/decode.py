@@ -55,9 +55,16 @@ def _decord_reader(path: str, size: tuple[int, int] | None):  # -> decord.VideoR
     return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1, width=w, height=h)
 
 
-def _rgb(size: tuple[int, int] | None) -> dict[str, object]:
-    """PyAV ``to_ndarray`` arguments: RGB, scaled to (width, height) when given."""
-    return {"format": "rgb24", **({"width": size[0], "height": size[1]} if size else {})}
+def _rgb_converter(size: tuple[int, int] | None) -> Callable[[object], np.ndarray]:
+    """``frame -> uint8 (H, W, 3)`` RGB, scaled to (width, height) when given, for the frames of one read.
+
+    One ``VideoReformatter`` serves them all: ``VideoFrame.to_ndarray(format=...)`` builds a fresh
+    swscale context per frame, which costs 4x the conversion itself at 128 px (0.45 vs 0.11 ms)."""
+    from av.video.reformatter import VideoReformatter
+
+    reformatter = VideoReformatter()
+    kwargs = {"format": "rgb24", **({"width": size[0], "height": size[1]} if size else {})}
+    return lambda frame: reformatter.reformat(frame, **kwargs).to_ndarray()
 
 
 def _decord_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expected: int | None, gop: float | None = None) -> np.ndarray:
@@ -89,7 +96,7 @@ def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expe
 
     gap = max(int(gop), 8) if gop else SEEK_GAP
     out: list[np.ndarray] = []
-    kwargs = _rgb(size)
+    to_rgb = _rgb_converter(size)
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1
@@ -117,7 +124,7 @@ def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expe
                 last = frame
                 if idx < int(wanted[i]):
                     continue  # a frame only decoded on the way to the next wanted one: never converted
-                image = frame.to_ndarray(**kwargs)
+                image = to_rgb(frame)
                 while i < len(wanted) and int(wanted[i]) <= idx:  # nearest frame at or after each wanted index
                     out.append(image)
                     i += 1
@@ -130,7 +137,7 @@ def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expe
             # frame; anything more is an error.
             if last is None or len(wanted) - i > max(2, len(wanted) // 4):
                 raise DecodeError(f"stream ended after frame {pos}; {len(wanted) - i} of {len(wanted)} wanted frames missing")
-            image = last.to_ndarray(**kwargs)
+            image = to_rgb(last)
             out.extend([image] * (len(wanted) - i))
     return np.stack(out)
 
@@ -246,4 +253,5 @@ def decode_all(path: str | os.PathLike, backend: str = "decord", *, size: tuple[
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1
-        return np.stack([frame.to_ndarray(**_rgb(size)) for frame in container.decode(stream)])
+        to_rgb = _rgb_converter(size)
+        return np.stack([to_rgb(frame) for frame in container.decode(stream)])
