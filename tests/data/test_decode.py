@@ -95,3 +95,45 @@ def test_broken_file_raises_decode_error(tmp_path):
 def test_out_of_range_indices_are_refused(video):
     with pytest.raises(DecodeError, match="outside"):
         FrameDecoder("pyav").read(video, [0, 95], expected_frames=90)
+
+
+@pytest.fixture(scope="module")
+def avi_with_b_frames(tmp_path_factory):
+    """Like the official UCF101/HMDB51 files: MPEG-4 part 2 in AVI, one keyframe for the whole clip,
+    B-frames (decode order differs from display order, AVI stores no presentation times)."""
+    import av
+
+    from harp.data.synthetic import render_clip
+
+    path = tmp_path_factory.mktemp("avi") / "v_Walk_g01_c01.avi"
+    frames = render_clip("move_left", np.random.default_rng(1), 64, 120)
+    with av.open(str(path), mode="w", format="avi") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        stream.options = {"g": "250", "bf": "2", "threads": "1"}
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize("method", ["uniform", "equidistant", "random", "multi_clip"])
+def test_pyav_reads_official_style_avi_like_decord(avi_with_b_frames, method):
+    """On a long-GOP AVI with B-frames PyAV's sparse reads are the frames decord returns and the
+    frames of decoding everything (native size: the same pixels)."""
+    from harp.config.schema import SamplingMethod
+    from harp.data.probe import probe_video
+    from harp.data.sampling import SamplingParams, sample
+
+    probe = probe_video(avi_with_b_frames)
+    full = decode_all(avi_with_b_frames, "pyav")
+    assert len(full) == probe["frames"] == 120
+    pyav, decord = FrameDecoder("pyav", timeout_s=10), FrameDecoder("decord", timeout_s=10, fallback=False)
+    params = SamplingParams(num_frames=8, interval=4, num_clips=3)
+    for seed in range(4):
+        idx = sample(SamplingMethod(method), 120, np.random.default_rng(seed), params).reshape(-1)
+        frames = pyav.read(avi_with_b_frames, idx, expected_frames=120, keyframe_interval=probe["keyframe_interval"])
+        assert np.array_equal(frames, full[idx])
+        assert np.array_equal(frames, decord.read(avi_with_b_frames, idx, expected_frames=120))
+    assert pyav.fallbacks == 0
+

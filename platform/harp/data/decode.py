@@ -32,6 +32,7 @@ log = logging.getLogger("harp.data")
 
 MAX_DECORD_HANGS = 2
 SEEK_GAP = 48  # PyAV seeks when the next wanted frame is this far ahead and the keyframe interval is unknown
+PEEK_PACKETS = 16  # packets read to find the first frame's time: more than any B-frame reordering depth
 
 
 class DecodeError(HarpError):
@@ -88,10 +89,21 @@ def _checked(frames: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return frames
 
 
+def _first_pts(container, stream) -> int | None:  # (av.container.InputContainer, av.video.stream.VideoStream)
+    """The presentation time of a video's first frame, from the packets at the start of the file
+    (call it before anything else is read): the smallest pts among them, since B-frames arrive out
+    of order. ``stream.start_time`` is not it: an AVI with B-frames (the XviD files of UCF101 and
+    HMDB51) numbers its frames from 1 while FFmpeg reports a start time of 0, which would shift every
+    index by one."""
+    stamps = [packet.pts for _, packet in zip(range(PEEK_PACKETS), container.demux(stream)) if packet.pts is not None]
+    return min(stamps) if stamps else None
+
+
 def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expected: int | None, gop: float | None = None) -> np.ndarray:
     """Decode forward, seeking only when the next wanted frame is more than a keyframe interval
     ahead (a seek restarts decoding at the keyframe before the target, so on a video with one
-    keyframe every 250 frames it would re-decode what was just decoded)."""
+    keyframe every 250 frames it would re-decode what was just decoded). A frame's index is its
+    presentation time counted from the first frame's."""
     import av
 
     gap = max(int(gop), 8) if gop else SEEK_GAP
@@ -103,7 +115,7 @@ def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expe
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 25.0
         tb = float(stream.time_base) if stream.time_base else 1.0 / fps
-        start = stream.start_time or 0
+        origin: int | None = None  # pts of the video's first frame
         pos = -1  # index of the last decoded frame
         last = None
         i = 0
@@ -114,12 +126,17 @@ def _pyav_read(path: str, wanted: np.ndarray, size: tuple[int, int] | None, expe
                 if target in sought:
                     break  # sought it before and the stream ended short of it
                 sought.add(target)
-                container.seek(int(start + target / fps / tb), stream=stream, backward=True, any_frame=False)
+                if origin is None:  # nothing read yet: the packets at the start of the file give it
+                    origin = _first_pts(container, stream)
+                    origin = origin if origin is not None else stream.start_time or 0
+                container.seek(int(origin + target / fps / tb), stream=stream, backward=True, any_frame=False)
                 pos = -1
             progressed = False
             for frame in container.decode(stream):
                 progressed = True
-                idx = round((frame.pts - start) * tb * fps) if frame.pts is not None else pos + 1
+                if origin is None and pos < 0 and frame.pts is not None:
+                    origin = frame.pts  # the first frame decoded from the start of the file: frame 0
+                idx = round((frame.pts - (origin or 0)) * tb * fps) if frame.pts is not None else pos + 1
                 pos = idx
                 last = frame
                 if idx < int(wanted[i]):
