@@ -7,7 +7,7 @@ keyframe interval (GOP) decodes fewer unwanted frames but costs disk and a seek 
 crossed (decord flushes its decoder on each, ~1 ms here), and all-intra frames (GOP 1) are the
 dearest to decode. x264's ``fastdecode`` tune drops CABAC and the deblocking filter, so every frame
 decodes faster whatever the GOP. Each encoding of the same originals is read by harp's own
-``FrameDecoder`` (decord, one thread) at the training decode size (short side 128, as for 112 px
+``FrameDecoder`` (its default backend, one thread) at the training decode size (short side 128, as for 112 px
 crops), clips per CPU-second, every encoding of one short side interleaved one pass at a time.
 """
 from __future__ import annotations
@@ -18,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from harp.config.schema import SamplingMethod
+from harp.config.schema import DataConfig, SamplingMethod
 from harp.data.decode import FrameDecoder, decode_all, output_size
 from harp.data.prepare import transcode
 from harp.data.sampling import SamplingParams, sample
 from loader_bench import interleaved
 
 DECODE_SHORT = 128
+BACKEND = DataConfig().decode_backend.value  # what training reads with
 BASELINE = (16, "none")  # `harp data prepare` before it used fastdecode
 ENCODINGS = [BASELINE, (16, "fastdecode"), (8, "fastdecode"), (4, "fastdecode"), (4, "none"), (1, "none")]
 SAMPLERS = {  # the papers' common ones: 8 frames every 2nd (harp's default stride), every 4th, TSN's 8 segments
@@ -47,7 +48,7 @@ def _encode(originals: list[Path], root: Path, short: int, gop: int, tune: str) 
 
 def _ways(probes: list[dict], prefix: str) -> dict:
     """``{prefix + way: fn(epoch, video)}``: each sampler's sparse read and the decode-everything way."""
-    decoder = FrameDecoder("decord", timeout_s=0, fallback=False)
+    decoder = FrameDecoder(BACKEND, timeout_s=0, fallback=False)
 
     def sparse(method: SamplingMethod, params: SamplingParams, epoch: int, video: int) -> None:
         p = probes[video]
@@ -57,7 +58,7 @@ def _ways(probes: list[dict], prefix: str) -> dict:
 
     def everything(epoch: int, video: int) -> None:
         p = probes[video]
-        decode_all(p["path"], "decord", size=output_size(p["width"], p["height"], DECODE_SHORT))
+        decode_all(p["path"], BACKEND, size=output_size(p["width"], p["height"], DECODE_SHORT))
 
     ways = {prefix + name: functools.partial(sparse, method, params) for name, (method, params) in SAMPLERS.items()}
     return {**ways, prefix + "decode-everything": everything}
@@ -85,7 +86,7 @@ def run(originals: list[Path], root: Path, min_seconds: float, shorts: tuple[int
 
 def print_table(rows: list[dict]) -> None:
     ways = [*SAMPLERS, "decode-everything"]
-    print(f"encodings of `harp data prepare`: clips per CPU-second, decord at short side {DECODE_SHORT}; "
+    print(f"encodings of `harp data prepare`: clips per CPU-second, {BACKEND} at short side {DECODE_SHORT}; "
           f"x = ratio to gop {BASELINE[0]} / tune {BASELINE[1]} at the same short side (the old default)")  # fmt: skip
     print()
     print("| short side | gop | tune | KB / video | " + " | ".join(ways) + " | sparse / decode-everything (" + ", ".join(SAMPLERS) + ") |")

@@ -119,8 +119,8 @@ def avi_with_b_frames(tmp_path_factory):
 
 @pytest.mark.parametrize("method", ["uniform", "equidistant", "random", "multi_clip"])
 def test_pyav_reads_official_style_avi_like_decord(avi_with_b_frames, method):
-    """On a long-GOP AVI with B-frames PyAV's sparse reads are the frames decord returns and the
-    frames of decoding everything (native size: the same pixels)."""
+    """PyAV is the default backend: on a long-GOP AVI with B-frames its sparse reads are the frames
+    decord returns and the frames of decoding everything (native size: the same pixels)."""
     from harp.config.schema import SamplingMethod
     from harp.data.probe import probe_video
     from harp.data.sampling import SamplingParams, sample
@@ -137,3 +137,9 @@ def test_pyav_reads_official_style_avi_like_decord(avi_with_b_frames, method):
         assert np.array_equal(frames, decord.read(avi_with_b_frames, idx, expected_frames=120))
     assert pyav.fallbacks == 0
 
+
+def test_pyav_is_the_default_backend():
+    from harp.config.schema import DataConfig
+    from harp.data.dataset import DecodeSettings
+
+    assert DataConfig().decode_backend == "pyav" == DecodeSettings().backend == FrameDecoder().backend

@@ -183,7 +183,7 @@ class DataConfig:
     # Horizontal flip policy: "safe" (labels unchanged), "never", or "swap" (flip_swap maps label -> label).
     flip: FlipPolicy = FlipPolicy.safe
     flip_swap: dict[str, str] = field(default_factory=dict)
-    decode_backend: DecodeBackend = DecodeBackend.decord
+    decode_backend: DecodeBackend = DecodeBackend.pyav  # harp's PyAV reader: faster than decord for every sampler (harp.data.decode)
     decode_timeout_s: float = 20.0
     short_video: ShortVideo = ShortVideo.loop
     num_workers: int = 2  # DataLoader worker processes per training worker

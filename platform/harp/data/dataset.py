@@ -50,7 +50,7 @@ log = logging.getLogger("harp.data")
 class DecodeSettings:
     """Which decoder reads the videos and how long one read may take before PyAV takes over."""
 
-    backend: str = "decord"
+    backend: str = "pyav"
     timeout_s: float = 20.0
 
     def open(self) -> FrameDecoder:
