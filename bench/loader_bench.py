@@ -41,14 +41,16 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 GOAL_RAW, GOAL_NAIVE = 0.8, 5.0  # issue 12: item >= 0.8x the raw read, >= 5x decode-everything
 
 
-def train_dataset(folder: Path) -> VideoClipDataset:
+def train_dataset(folder: Path, backend: str | None = None) -> VideoClipDataset:
     """The training dataset of the videos under ``folder`` (uniform 8 frames every 4th, 112 px),
-    made the way ``harp train`` makes it; indexes the folder on first use."""
+    made the way ``harp train`` makes it (with ``backend`` in place of the default decode backend
+    when given); indexes the folder on first use."""
     from harp.config import load_config
     from harp.data.loader import build_dataset
 
     cfg = load_config(["data=folder", f"data.root={folder}", "data.val_fraction=0", "data.test_fraction=0.01",
-                       "data.probe_workers=1", "sampling.method=uniform", "sampling.interval=4"])  # fmt: skip
+                       "data.probe_workers=1", "sampling.method=uniform", "sampling.interval=4",
+                       *([f"data.decode_backend={backend}"] if backend else [])])  # fmt: skip
     return build_dataset(cfg, "train", True, frames=8, frame_size=112)
 
 
@@ -93,8 +95,9 @@ def interleaved(ways: dict[str, Callable[[int, int], object]], n: int, min_secon
     return {w: done[w] / spent[w] for w in ways}
 
 
-def bench_in_process(dataset: VideoClipDataset, min_seconds: float) -> dict[str, float]:
-    """raw, item and decode-everything clips per CPU-second over the dataset's videos (one clip each)."""
+def bench_in_process(dataset: VideoClipDataset, min_seconds: float, other: VideoClipDataset | None = None) -> dict[str, float]:
+    """raw, item and decode-everything clips per CPU-second over the dataset's videos (one clip
+    each), and ``other_item``: the same items from ``other``, the dataset with the other backend."""
     import decord
 
     assert dataset.sampler.clips_per_video == 1, "one clip per video: dataset index == video"
@@ -132,7 +135,10 @@ def bench_in_process(dataset: VideoClipDataset, min_seconds: float) -> dict[str,
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a loader worker; idle OpenMP threads would also count as CPU time
     try:
-        return interleaved({"raw": raw, "item": item, "naive": naive}, n, min_seconds)
+        ways = {"raw": raw, "item": item, "naive": naive}
+        if other is not None:
+            ways["other_item"] = lambda epoch, video: other[ItemKey(0, epoch, video)]
+        return interleaved(ways, n, min_seconds)
     finally:
         torch.set_num_threads(threads)
 
@@ -167,12 +173,13 @@ def run(sources: dict[str, Path], workers: int, min_seconds: float) -> list[dict
     rows = []
     for source, folder in sources.items():
         dataset = train_dataset(folder)
-        speed = bench_in_process(dataset, min_seconds)
+        other_backend = "decord" if dataset.decode.backend == "pyav" else "pyav"
+        speed = bench_in_process(dataset, min_seconds, train_dataset(folder, other_backend))
         loader_wall, loader_cpu = bench_loader(dataset, workers, min_seconds)
         size = output_size(int(dataset.videos.widths[0]), int(dataset.videos.heights[0]), dataset.decode_short)
         decoder = dataset._decoder
         rows.append({"source": source, "videos": len(dataset), "size": "native" if size is None else f"{size[0]}x{size[1]}",
-                     "backend": dataset.decode.backend, **speed,
+                     "backend": dataset.decode.backend, "other_backend": other_backend, **speed,
                      "loader_wall": loader_wall, "loader_cpu": loader_cpu, "fallbacks": decoder.fallbacks if decoder else 0})  # fmt: skip
         r = rows[-1]
         print(f"  {source:12s} raw {r['raw']:6.1f}  item {r['item']:6.1f}  loader {loader_wall:6.1f} (CPU {loader_cpu:6.1f})  "
@@ -190,14 +197,16 @@ def print_table(rows: list[dict], workers: int) -> None:
     print(f"raw, item, decode-everything: clips per CPU-second in one process; DataLoader: wall clips/s / {workers} workers, "
           "and clips per CPU-second of workers + main process")  # fmt: skip
     print()
-    print("| source | videos | decode size | raw decord read | harp item (backend) | DataLoader wall / core | DataLoader per CPU-s "
+    print("| source | videos | decode size | raw decord read | harp item (backend) | item, other backend | item / other "
+          "| DataLoader wall / core | DataLoader per CPU-s "
           "| decode-everything | item / raw (>= 0.8) | item / decode-everything (>= 5) | item / decode-everything of the originals "
           "| PyAV fallbacks |")  # fmt: skip
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         to_raw, to_naive = r["item"] / r["raw"], r["item"] / r["naive"]
         to_original = f"{r['item'] / original['naive']:.1f}x" if original else "-"
         print(f"| {r['source']} | {r['videos']} | {r['size']} | {r['raw']:.1f} | {r['item']:.1f} ({r['backend']}) "
+              f"| {r['other_item']:.1f} ({r['other_backend']}) | {r['item'] / r['other_item']:.2f}x "
               f"| {r['loader_wall']:.1f} | {r['loader_cpu']:.1f} "
               f"| {r['naive']:.1f} | {to_raw:.2f}x {'met' if to_raw >= GOAL_RAW else 'MISSED'} "
               f"| {to_naive:.2f}x {'met' if to_naive >= GOAL_NAIVE else 'MISSED'} | {to_original} | {r['fallbacks']} |")  # fmt: skip
