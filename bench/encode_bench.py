@@ -26,8 +26,8 @@ from loader_bench import interleaved
 
 DECODE_SHORT = 128
 BACKEND = DataConfig().decode_backend.value  # what training reads with
-BASELINE = (16, "none")  # `harp data prepare` before it used fastdecode
-ENCODINGS = [BASELINE, (16, "fastdecode"), (8, "fastdecode"), (4, "fastdecode"), (4, "none"), (1, "none")]
+BASELINE = (16, "none")  # `harp data prepare` before it used fastdecode and a keyframe every 8 frames
+ENCODINGS = [BASELINE, (16, "fastdecode"), (8, "fastdecode"), (8, "none"), (4, "fastdecode"), (4, "none"), (1, "none")]
 SAMPLERS = {  # the papers' common ones: 8 frames every 2nd (harp's default stride), every 4th, TSN's 8 segments
     "uniform 8x2": (SamplingMethod.uniform, SamplingParams(num_frames=8, interval=2)),
     "uniform 8x4": (SamplingMethod.uniform, SamplingParams(num_frames=8, interval=4)),

@@ -17,7 +17,7 @@ import sys
 import time
 
 from harp.config import load_config
-from harp.data.prepare import TUNES
+from harp.data.prepare import DEFAULT_GOP, TUNES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--output", required=True, help="folder for the prepared copy")
     prep.add_argument("--short-side", type=int, default=128, help="short side of the output in pixels, never upscaled (default 128; 0 keeps the size)")
     prep.add_argument("--fps", type=float, default=None, help="output frame rate (default: the source's)")
-    prep.add_argument("--gop", type=int, default=16, help="keyframe interval in frames (default 16)")
+    prep.add_argument("--gop", type=int, default=DEFAULT_GOP, help=f"keyframe interval in frames (default {DEFAULT_GOP})")
     prep.add_argument("--crf", type=int, default=23, help="x264 quality (default 23)")
     prep.add_argument("--tune", choices=TUNES, default=TUNES[0],
                       help="x264 tune (default fastdecode: no CABAC, no deblocking: cheaper decoding for a little more disk)")  # fmt: skip
