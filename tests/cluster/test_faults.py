@@ -77,6 +77,20 @@ def _node_of(pid: int, nodes) -> object | None:
     return None
 
 
+def _kill_node(cluster, node) -> None:
+    """A machine dying: every process the node's raylet started (its workers, the trials on it)
+    is killed at the same instant as Ray's own. ``Cluster.remove_node`` alone kills only Ray's
+    daemons; a worker then lives on until it notices its raylet is gone, long enough for a fast
+    trial to finish its last epochs and report them straight to the driver."""
+    raylet = node.all_processes["raylet"][0].process.pid
+    for child in psutil.Process(raylet).children(recursive=True):
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    cluster.remove_node(node, allow_graceful=False)
+
+
 @pytest.fixture
 def three_node_cluster():
     """A head (no CPUs for trials: it runs only Ray's services) and two 1-CPU worker nodes."""
@@ -126,7 +140,7 @@ def test_a_lost_worker_node_moves_its_trial_which_resumes_from_its_checkpoint(th
                     node = _node_of(lines[-1]["pid"], workers) if lines else None
                     if 1 <= epoch < EPOCHS - 1 and node is not None:
                         moved, removed_epoch = trial, epoch
-                        cluster.remove_node(node, allow_graceful=False)  # the node dies: its processes are killed
+                        _kill_node(cluster, node)  # the node dies: all its processes at once
                         removed_at = time.monotonic()
                         replacement = cluster.add_node(num_cpus=1)  # the autoscaler's replacement
                         break
