@@ -12,7 +12,7 @@ needs ``data.root=<output>``.
 Two encoder settings make sparse reads cheap, both measured by ``bench/data.py --only encode``
 against other choices: a keyframe every 8 frames (a read seeks to the keyframe before each far
 sampled frame and decodes from there), and x264's ``fastdecode`` tune, which turns off CABAC and the
-deblocking filter, the two most expensive parts of H.264 decoding. Both cost disk (a quarter more at
+deblocking filter, the two most expensive parts of H.264 decoding. Both cost disk (about a third more at
 128 px than x264's defaults with 16), which is cheap next to the CPU time every epoch spends decoding.
 """
 from __future__ import annotations
@@ -28,11 +28,16 @@ from typing import Any
 from harp.config.schema import DataConfig
 from harp.errors import HarpError
 
-TUNES = ("fastdecode", "none")  # x264 --tune values `harp data prepare` offers; "none": x264's defaults
+TUNES = ("fastdecode", "none")  # x264 --tune values `harp data prepare` offers, the default first; "none": x264's defaults
 # A keyframe every 8 frames: harp's reader seeks cheaply, so sampled frames far apart (TSN-style
-# segments) read 1.2-1.3x faster than with 16, for 15-25 % more disk (bench/data.py --only encode).
+# segments) read about 1.3x faster than with 16, for 16-24 % more disk (bench/data.py --only encode).
 DEFAULT_GOP = 8
 log = logging.getLogger("harp.data")
+
+
+def _check_tune(tune: str) -> None:
+    if tune not in TUNES:
+        raise HarpError(f"--tune {tune}: choose one of {', '.join(TUNES)}")
 
 
 def _even(x: float) -> int:
@@ -40,12 +45,11 @@ def _even(x: float) -> int:
 
 
 def transcode(src: str, dst: str, short_side: int, fps: float | None = None, gop: int = DEFAULT_GOP, crf: int = 23,
-              tune: str = "fastdecode") -> dict[str, Any]:  # fmt: skip
+              tune: str = TUNES[0]) -> dict[str, Any]:  # fmt: skip
     """Transcode one video to CFR H.264 .mp4; returns its probe dict (``error`` set on failure)."""
     import av
 
-    if tune not in TUNES:
-        raise HarpError(f"tune={tune!r}: choose one of {', '.join(TUNES)}")
+    _check_tune(tune)
     from harp.data.probe import probe_video
 
     dst_path = Path(dst)
@@ -106,7 +110,7 @@ def prepare_dataset(
     fps: float | None = None,
     gop: int = DEFAULT_GOP,
     crf: int = 23,
-    tune: str = "fastdecode",
+    tune: str = TUNES[0],
     workers: int = 0,
     progress: bool = True,
 ) -> Path:
@@ -116,8 +120,7 @@ def prepare_dataset(
     from harp.data.manifest import ensure_manifest, load_manifest, manifest_path, summarize, write_manifest
     from harp.data.probe import PROBE_COLUMNS
 
-    if tune not in TUNES:
-        raise HarpError(f"--tune {tune}: choose one of {', '.join(TUNES)}")
+    _check_tune(tune)
     out_root = Path(output)
     if out_root.resolve() == Path(cfg.root).resolve():
         raise HarpError("the prepared copy needs its own folder: pass --output different from data.root")
