@@ -8,9 +8,9 @@ Videos are synthetic but UCF101-sized: 320x240, 25 fps, 7 s (175 frames). "origi
 official UCF101 files: MPEG-4 part 2 (XviD-like) in .avi with a long keyframe interval (250);
 "prepared" is the output of ``harp data prepare`` with its defaults (CFR H.264 .mp4, keyframe every
 8 frames, x264's fastdecode tune) at the original 240 px short side, and at 128 px; the encode
-section compares those defaults with other keyframe intervals and tunes (``bench/encode_bench.py``). Every measurement runs in this one process with one
-decode thread and counts CPU time (``time.process_time``), so clips/s is per CPU core even on a
-busy machine. The memory run and the loader table's DataLoader column use wall-clock time.
+section compares those defaults with other keyframe intervals and tunes (``bench/encode_bench.py``).
+Every measurement runs in this one process with one decode thread and counts CPU time
+(``time.process_time``), so clips/s is per CPU core even on a busy machine. The memory run and the loader table's DataLoader column use wall-clock time.
 
     .venv/bin/python bench/data.py                  # all tables (~4-5 minutes on 2 cores)
     .venv/bin/python bench/data.py --quick          # fewer videos and shorter timings

@@ -12,6 +12,7 @@ also compared: a reader change that alters pixels shows as a mismatch count.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import shutil
 import subprocess
@@ -23,10 +24,9 @@ from types import ModuleType
 import numpy as np
 
 from data import make_videos
-from encode_bench import DECODE_SHORT, SAMPLERS
+from encode_bench import DECODE_SHORT, SAMPLERS, read_sampled
 from harp.data import decode as current
 from harp.data.probe import probe_video
-from harp.data.sampling import sample
 from loader_bench import interleaved
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,20 +47,16 @@ def load_revision(rev: str, folder: Path) -> ModuleType:
 
 def _cell(paths: list[Path], probes: list[dict], method, params, before: ModuleType, backend: str, min_seconds: float) -> dict:
     """Both readers on one (source, sampler): clips per CPU-second, and how many clips differ."""
-    sizes = [current.output_size(p["width"], p["height"], DECODE_SHORT) for p in probes]
     readers = {"before": before.FrameDecoder(backend, timeout_s=0, fallback=False),
                "after": current.FrameDecoder(backend, timeout_s=0, fallback=False)}  # fmt: skip
     clips: dict[str, dict[tuple[int, int], np.ndarray]] = {"before": {}, "after": {}}
 
     def way(which: str, epoch: int, video: int) -> None:
-        p = probes[video]
-        idx = sample(method, p["frames"], np.random.default_rng([epoch, video]), params).reshape(-1)
-        frames = readers[which].read(paths[video], idx, size=sizes[video], expected_frames=p["frames"],
-                                     keyframe_interval=p["keyframe_interval"])  # fmt: skip
+        frames = read_sampled(readers[which], probes[video], paths[video], method, params, epoch, video)
         if epoch < 3:  # keep a few clips of each to compare
             clips[which][epoch, video] = frames
 
-    speed = interleaved({w: (lambda e, v, w=w: way(w, e, v)) for w in readers}, len(paths), min_seconds)
+    speed = interleaved({w: functools.partial(way, w) for w in readers}, len(paths), min_seconds)
     shared = clips["before"].keys() & clips["after"].keys()
     differ = sum(not np.array_equal(clips["before"][k], clips["after"][k]) for k in shared)
     return {**speed, "compared": len(shared), "differ": differ}

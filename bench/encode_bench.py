@@ -4,11 +4,11 @@ papers.
 
 A sparse read decodes, for each wanted frame, everything from the keyframe before it: a shorter
 keyframe interval (GOP) decodes fewer unwanted frames but costs disk and a seek per keyframe
-crossed (decord flushes its decoder on each, ~1 ms here), and all-intra frames (GOP 1) are the
-dearest to decode. x264's ``fastdecode`` tune drops CABAC and the deblocking filter, so every frame
-decodes faster whatever the GOP. Each encoding of the same originals is read by harp's own
-``FrameDecoder`` (its default backend, one thread) at the training decode size (short side 128, as for 112 px
-crops), clips per CPU-second, every encoding of one short side interleaved one pass at a time.
+crossed, and all-intra frames (GOP 1) are the dearest to decode. x264's ``fastdecode`` tune drops
+CABAC and the deblocking filter, so every frame decodes faster whatever the GOP. Each encoding of
+the same originals is read by harp's own ``FrameDecoder`` (its default backend, one thread) at the
+training decode size (short side 128, as for 112 px crops), clips per CPU-second, every encoding of
+one short side interleaved one pass at a time.
 """
 from __future__ import annotations
 
@@ -46,15 +46,20 @@ def _encode(originals: list[Path], root: Path, short: int, gop: int, tune: str) 
     return probes
 
 
+def read_sampled(decoder: FrameDecoder, probe: dict, path: Path, method: SamplingMethod, params: SamplingParams,
+                 epoch: int, video: int) -> np.ndarray:  # fmt: skip
+    """One clip of ``method`` from a probed video, drawn by the Generator of (epoch, video), decoded at short side 128."""
+    idx = sample(method, probe["frames"], np.random.default_rng([epoch, video]), params).reshape(-1)
+    size = output_size(probe["width"], probe["height"], DECODE_SHORT)
+    return decoder.read(path, idx, size=size, expected_frames=probe["frames"], keyframe_interval=probe["keyframe_interval"])
+
+
 def _ways(probes: list[dict], prefix: str) -> dict:
     """``{prefix + way: fn(epoch, video)}``: each sampler's sparse read and the decode-everything way."""
     decoder = FrameDecoder(BACKEND, timeout_s=0, fallback=False)
 
     def sparse(method: SamplingMethod, params: SamplingParams, epoch: int, video: int) -> None:
-        p = probes[video]
-        idx = sample(method, p["frames"], np.random.default_rng([epoch, video]), params).reshape(-1)
-        size = output_size(p["width"], p["height"], DECODE_SHORT)
-        decoder.read(p["path"], idx, size=size, expected_frames=p["frames"], keyframe_interval=p["keyframe_interval"])
+        read_sampled(decoder, probes[video], probes[video]["path"], method, params, epoch, video)
 
     def everything(epoch: int, video: int) -> None:
         p = probes[video]
