@@ -158,3 +158,31 @@ def test_interrupt_handlers_are_restored(monkeypatch):
         time.sleep(1)
     assert request.signum == signal.SIGTERM and raised.value.exit_code == 143
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+_SIGTERM_AFTER_RAY = """
+import os, signal, sys, time
+from harp.config import load_config
+from harp.tune.interrupt import SweepInterrupted, stop_on_signals
+from harp.tune.ray_session import ray_session
+try:
+    with stop_on_signals():
+        with ray_session(load_config(["sweep.ray_address=local"]), num_cpus=1, num_gpus=0):
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)  # as a SIGTERM while the best trial is tested
+        time.sleep(5)
+except SweepInterrupted as exc:
+    print("stopped cleanly:", exc)
+    sys.exit(exc.exit_code)
+print("the signal was lost")
+"""
+
+
+def test_sigterm_after_ray_shut_down_still_stops_cleanly():
+    """Ray's shutdown resets SIGTERM to the kernel's default under Python's handler; a sweep's
+    SIGTERM after its Ray is down still reaches harp's clean stop (in a child: before the fix the
+    signal killed the process it was sent to)."""
+    run = subprocess.run([sys.executable, "-c", _SIGTERM_AFTER_RAY], capture_output=True, text=True, timeout=180,
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert run.returncode == 143, (run.returncode, run.stdout[-2000:], run.stderr[-2000:])
+    assert "stopped cleanly: interrupted by SIGTERM" in run.stdout

@@ -88,6 +88,7 @@ def train_distributed(cfg: HarpConfig, output_dir: Path, name: str) -> dict[str,
     import ray  # function-level (here and in _print_callback): Ray is slow to import and one worker never needs it
 
     from harp.train.ray_train import run_torch_trainer  # function-level: torch, see train_local
+    from harp.tune.ray_session import shutdown_ray
     from harp.tune.results import best_train_run_checkpoint  # Ray: see above
 
     started = False
@@ -103,7 +104,7 @@ def train_distributed(cfg: HarpConfig, output_dir: Path, name: str) -> dict[str,
         return {"history": printer.history, "best": best, "latest": latest, "run_dir": Path(result.path), "result": result}
     finally:
         if started:
-            ray.shutdown()
+            shutdown_ray()
 
 
 def _warn_if_environment_differs(cfg: HarpConfig, exported: Path) -> None:

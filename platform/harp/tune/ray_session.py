@@ -121,6 +121,22 @@ def _init(kwargs: dict[str, Any]) -> None:
         signal.signal(signal.SIGTERM, sigterm if sigterm is not None else signal.SIG_DFL)
 
 
+def shutdown_ray() -> None:
+    """``ray.shutdown()``, keeping this process's SIGTERM handler.
+
+    Ray 2.60's shutdown puts SIGTERM back to the kernel's default underneath Python (measured:
+    ``signal.getsignal`` still names the handler, but the next SIGTERM kills the process), so a
+    SIGTERM after a sweep's Ray is down (while the best trial is tested or exported) killed
+    ``harp sweep`` instead of reaching its clean stop. Installing the handler again restores it."""
+    import ray
+
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        ray.shutdown()
+    finally:
+        signal.signal(signal.SIGTERM, sigterm if sigterm is not None else signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def ray_session(cfg: HarpConfig, *, num_cpus: int | None = None, num_gpus: int | None = None) -> Iterator[None]:
     """Start (or attach to) Ray for one sweep and shut it down afterwards.
@@ -145,7 +161,7 @@ def ray_session(cfg: HarpConfig, *, num_cpus: int | None = None, num_gpus: int |
         try:
             yield
         finally:
-            ray.shutdown()
+            shutdown_ray()
         return
 
     end_leftovers()
@@ -172,9 +188,9 @@ def ray_session(cfg: HarpConfig, *, num_cpus: int | None = None, num_gpus: int |
             try:
                 yield
             finally:
-                ray.shutdown()
+                shutdown_ray()
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-__all__ = ["SECRET_ENV_VARS", "ray_session"]
+__all__ = ["SECRET_ENV_VARS", "ray_session", "shutdown_ray"]
