@@ -6,22 +6,32 @@
    resume with ...", no best/.
 2. Nothing but `--resume` may touch it: a fresh start, a resume with another base config or
    space, and `harp clean` of the unfinished sweep are one-line refusals.
-3. `--resume` is stopped by SIGTERM to the driver alone: exit 143, the same message.
+3. `--resume` is stopped by SIGTERM to the driver alone: exit 143, the same message. The trial
+   process is paused (SIGSTOP) while the signal is sent, so a trial is certainly cut off mid-run
+   (these trials take a second or two: otherwise the sweep may end before the signal comes).
+
+The "N of 4 trials finished" of each stop is checked against the study: a trial cut off mid-run
+is not finished (it runs again on resume).
 4. `--resume-if-exists` finishes it: every trial ran every epoch once, best/ exported, the
    directory's size reported, no checkpoint copies left in TMPDIR.
 5. `harp clean` keeps each trial's best checkpoint only, and export still finds it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import optuna
 import pandas as pd
+import psutil
 import pytest
+
+from waiting import tune_trial_process
 
 from .conftest import (
     SECRET,
@@ -40,7 +50,7 @@ from .conftest import (
 
 pytestmark = pytest.mark.slow
 
-NUM_SAMPLES, EPOCHS = 3, 3
+NUM_SAMPLES, EPOCHS = 4, 3
 
 
 def _files_holding(folder: Path, text: str) -> list[str]:
@@ -93,6 +103,7 @@ def interrupted(tiny_data_module, tmp_path_factory):
         wait_for(lambda: _complete(storage, name) >= 1, first, what="a finished trial")
         os.killpg(first.pid, signal.SIGINT)
         seen["first"] = finish(first, log1, timeout=180)
+        seen["complete_after_first"] = _complete(storage, name)
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
@@ -113,8 +124,19 @@ def interrupted(tiny_data_module, tmp_path_factory):
     second = start(harp("sweep", "--resume", str(sweep_dir), "--quiet"), env, log3)
     try:
         wait_for(lambda: {c for d in trial_dirs(sweep_dir) for c in checkpoints(d)} - before, second, what="a checkpoint after resuming")
-        second.send_signal(signal.SIGTERM)
+        worker = tune_trial_process(second.pid)
+        if worker is not None:
+            worker.suspend()
+        try:
+            seen["complete_at_sigterm"] = _complete(storage, name)
+            second.send_signal(signal.SIGTERM)
+            time.sleep(2)  # the driver's handler runs while no trial can end
+        finally:
+            if worker is not None:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    worker.resume()
         seen["second"] = finish(second, log3, timeout=180)
+        seen["complete_after_second"] = _complete(storage, name)
     finally:
         if second.poll() is None:
             os.killpg(second.pid, signal.SIGKILL)
@@ -149,6 +171,7 @@ def test_sigint_stops_the_sweep_and_says_how_to_resume(interrupted):
     assert code == 130, output[-3000:]
     match = re.search(rf"interrupted: (\d) of {NUM_SAMPLES} trials finished; resume with harp sweep --resume {re.escape(str(sweep_dir))}", output)
     assert match and 1 <= int(match.group(1)) < NUM_SAMPLES, output[-3000:]
+    assert int(match.group(1)) == seen["complete_after_first"], (seen["complete_after_first"], output[-3000:])
     assert "sweep finished" not in output and "exported:" not in output
 
 
@@ -168,8 +191,10 @@ def test_an_unfinished_sweep_is_only_resumed(interrupted):
 def test_sigterm_stops_a_resumed_sweep_cleanly(interrupted):
     sweep_dir, _, seen, _ = interrupted
     code, output = seen["second"]
+    assert seen["complete_at_sigterm"] < NUM_SAMPLES, "every trial had finished before the signal: nothing was stopped"
     assert code == 143, output[-3000:]
-    assert f"trials finished; resume with harp sweep --resume {sweep_dir}" in output, output[-3000:]
+    match = re.search(rf"interrupted: (\d) of {NUM_SAMPLES} trials finished; resume with harp sweep --resume {re.escape(str(sweep_dir))}", output)
+    assert match and int(match.group(1)) == seen["complete_after_second"] < NUM_SAMPLES, (seen["complete_after_second"], output[-3000:])
     assert "Traceback" not in output and "SIGTERM received" not in output, output[-3000:]
 
 

@@ -202,7 +202,7 @@ def _sweep(args: argparse.Namespace) -> int:
             outcome = run_sweep(cfg, space, raw_space=raw_space, resume=resume, verbose=0 if args.quiet else 1,
                                 extra_callbacks=_progress(cfg) if args.quiet else ())
     if outcome.interrupted is not None:
-        finished = outcome.results.num_terminated + outcome.results.num_errors
+        finished = _finished_before_the_stop(outcome.paths)
         print(f"\ninterrupted: {finished} of {cfg.sweep.num_samples} trials finished; resume with harp sweep --resume {outcome.paths.where}")
         print(f"  (no best/ from a partial sweep; `harp export {outcome.paths.where}` writes one from the trials so far)")
         return 128 + outcome.interrupted
@@ -227,6 +227,16 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"  report page:   harp report {outcome.paths.where}")
     print(f"  trial status:  harp status {outcome.paths.where}")
     return 0
+
+
+def _finished_before_the_stop(paths: SweepPaths) -> int:
+    """Trials of an interrupted sweep that ended (completed, stopped early or failed), from the
+    experiment state Tune saved when the stop came. Not from the ResultGrid ``fit`` returns: Tune's
+    clean-up marks the trials it stops TERMINATED in memory, so a trial cut off mid-run counted as
+    finished there (and ran again on resume)."""
+    from harp.tune.results import load_trials
+
+    return sum(record.status in ("TERMINATED", "ERROR") for record in load_trials(paths))
 
 
 def _progress(cfg: HarpConfig) -> list[Any]:
