@@ -108,33 +108,38 @@ def _no_secret_propagation() -> Iterator[None]:
         propagated.update(removed)
 
 
+@contextlib.contextmanager
+def _keeping_sigterm_handler() -> Iterator[None]:
+    """This process's SIGTERM handler (harp's clean stop), as it was before the block, after it.
+
+    Ray changes it both ways: ``ray.init`` installs its own (a bare ``sys.exit``), and Ray 2.60's
+    ``ray.shutdown`` puts SIGTERM back to the kernel's default underneath Python (measured:
+    ``signal.getsignal`` still names the handler, but the next SIGTERM kills the process), which
+    killed ``harp sweep`` on a SIGTERM while the best trial was tested instead of stopping it
+    cleanly. Installing the handler again after either restores it."""
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, sigterm if sigterm is not None else signal.SIG_DFL)
+
+
 def _init(kwargs: dict[str, Any]) -> None:
     import ray
 
-    # ray.init installs a SIGTERM handler (sys.exit); the caller's (harp's clean stop) stays.
-    sigterm = signal.getsignal(signal.SIGTERM)
-    try:
-        ray.init(**kwargs)
-    except Exception as exc:
-        raise HarpError(f"could not start Ray at sweep.ray_address={kwargs.get('address')!r}: {str(exc).splitlines()[0]}") from exc
-    finally:
-        signal.signal(signal.SIGTERM, sigterm if sigterm is not None else signal.SIG_DFL)
+    with _keeping_sigterm_handler():
+        try:
+            ray.init(**kwargs)
+        except Exception as exc:
+            raise HarpError(f"could not start Ray at sweep.ray_address={kwargs.get('address')!r}: {str(exc).splitlines()[0]}") from exc
 
 
 def shutdown_ray() -> None:
-    """``ray.shutdown()``, keeping this process's SIGTERM handler.
-
-    Ray 2.60's shutdown puts SIGTERM back to the kernel's default underneath Python (measured:
-    ``signal.getsignal`` still names the handler, but the next SIGTERM kills the process), so a
-    SIGTERM after a sweep's Ray is down (while the best trial is tested or exported) killed
-    ``harp sweep`` instead of reaching its clean stop. Installing the handler again restores it."""
+    """``ray.shutdown()``, keeping this process's SIGTERM handler (see ``_keeping_sigterm_handler``)."""
     import ray
 
-    sigterm = signal.getsignal(signal.SIGTERM)
-    try:
+    with _keeping_sigterm_handler():
         ray.shutdown()
-    finally:
-        signal.signal(signal.SIGTERM, sigterm if sigterm is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager
