@@ -13,6 +13,7 @@ from ray import tune
 
 from harp.tune.searcher import HarpOptunaSearch, Objective, parse_objectives
 from harp.tune.space import parse_space
+from harp.tune.study import OPTUNA_SAMPLERS
 from harp.tune.tuner import build_trial_scheduler
 
 pytestmark = pytest.mark.slow
@@ -123,6 +124,29 @@ def test_searcher_pickles_without_engines_and_continues_the_same_study(tmp_path)
     assert done.params == {k: v for k, v in first.items()}
     assert done.intermediate_values == {1: 0.3, 2: 0.4}
     assert done.state.name == "PRUNED" and done.value == 0.4  # stopped at epoch 2 of 4
+
+
+@pytest.mark.parametrize("sampler", [name for name in OPTUNA_SAMPLERS if name != "grid"])  # grid is RandomSampler over enqueued points
+def test_every_sampler_survives_tunes_saves(tmp_path, sampler):
+    """Tune pickles the searcher, its sampler included, into the experiment state every few
+    seconds and unpickles it on restore: NSGA-II's thread lock made that fail mid-sweep."""
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    objectives = parse_objectives("val_top1", "max", ["gflops:min"] if sampler == "nsga2" else [])
+
+    def searcher():
+        return HarpOptunaSearch(SPACE, objectives=objectives, storage_url=url, study_name=sampler, sampler=sampler, seed=0,
+                                num_samples=8, planned_epochs=1)
+
+    first = searcher()
+    for i in range(5):  # past the samplers' random start-up, so their caches and generations are in use
+        config = first.suggest(f"t{i}")
+        first.on_trial_complete(f"t{i}", {"epoch": 1, "val_top1": 0.1 * i, "gflops": config["optim.lr"] * 100})
+    first.save(str(tmp_path / "searcher.pkl"))
+    restored = searcher()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("t5") is not None
+    trials = optuna.load_study(study_name=sampler, storage=url).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 5 + ["RUNNING"]
 
 
 def test_a_restored_searcher_fails_the_trials_a_dead_driver_left_running(tmp_path):

@@ -115,8 +115,10 @@ def _base_sampler(name: str, *, seed: int, num_samples: int, multi_objective: bo
             except ImportError as exc:
                 raise ConfigError("sweep.searcher=cmaes needs the 'cmaes' package: pip install cmaes") from exc
             return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
+        from harp.tune.nsga2 import NSGAIISampler  # Optuna's, picklable
+
         population = max(4, min(50, num_samples // 2))
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+        return NSGAIISampler(seed=seed, population_size=population)
 
 
 __all__ = ["JOURNAL_SCHEME", "OPTUNA_SAMPLERS", "journal_file", "make_sampler", "make_storage"]
