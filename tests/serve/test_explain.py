@@ -56,7 +56,6 @@ def test_every_family_explains_its_clip(family):
     "family, method, at_least, knows",
     [
         ("cnn3d_attention", "Grad-CAM on conv", 4.0, 0.75),  # 3D CNN (measured here: 7.9 pooled, 8.9 median)
-        ("tsm", "Grad-CAM on layer2", 1.15, 0.75),  # 2D + temporal shift: weaker (1.25, 1.29), see below
         ("videomae", "attention rollout (joint space-time)", 4.0, 0.75),  # joint attention, mean pooling (7.2, 7.8)
     ],
 )
@@ -66,9 +65,12 @@ def test_heat_falls_on_the_moving_object(motion_model, family, method, at_least,
     model, trained by the session (``trained_models.py``), must also know the task (accuracy
     ``knows``; chance is 0.25).
 
-    TSM's Grad-CAM is the weakest: its shifted channels carry the neighbouring frames, so part of a
-    frame's heat sits where the object was or will be, and layer2 of the tiny model is 4 x 4.
-    TimeSformer's rollout is checked by construction below (its tiny model learns too slowly here),
+    TSM (2D + temporal shift) is left out: its Grad-CAM does not fall on the object reliably. The
+    same seeds train a different model on another CPU (float paths differ), and the heat ratio went
+    with it: 1.25 pooled / 1.29 median on one machine, 0.96 / 0.87 on an AVX2 EPYC (layer1..4: 1.18,
+    0.96, 1.03, 1.02 pooled), at 0.98 and 0.99 validation accuracy. A 2D model's map regrouped into
+    frames is checked for every 2D family above (shape, range, layer). TimeSformer's rollout is
+    checked by construction below (its tiny model learns too slowly here),
     and ViViT, VideoMAE's joint rollout read from a CLS row, is left out to save 40 s of training.
     """
     trained = motion_model(family)
