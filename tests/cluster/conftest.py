@@ -53,7 +53,7 @@ def moto_s3():
 @pytest.fixture(scope="session")
 def postgres():
     if Postgres.bin_dir() is None:
-        pytest.fail("PostgreSQL is not installed: apt-get install postgresql (.ci/run installs it)")
+        pytest.fail("PostgreSQL is not installed: apt-get install postgresql (scripts/bootstrap.sh --dev installs it)")
     server = Postgres.start()
     yield server
     server.stop()

@@ -1,5 +1,5 @@
 """Debian's headless Chromium, driven by Playwright (never `playwright install`: the system
-browser is the one .ci/run installs)."""
+browser is the one scripts/bootstrap.sh --dev installs)."""
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +18,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 def chromium_page(width: int = 1300, height: int = 900) -> Iterator[Any]:
     """A fresh page in a headless Chromium."""
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run installs it)")
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/bootstrap.sh --dev installs it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
