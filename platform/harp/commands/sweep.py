@@ -236,7 +236,7 @@ def _finished_before_the_stop(paths: SweepPaths) -> int:
     finished there (and ran again on resume)."""
     from harp.tune.results import load_trials
 
-    return sum(record.status in ("TERMINATED", "ERROR") for record in load_trials(paths))
+    return sum(record.ended for record in load_trials(paths))
 
 
 def _progress(cfg: HarpConfig) -> list[Any]:

@@ -21,8 +21,6 @@ from harp.tune.lock import sweep_lock
 from harp.tune.results import TrialRecord, best_trial_checkpoint, load_trials
 from harp.tune.sweep_dir import directory_size, read_sweep
 
-FINAL_STATES = ("TERMINATED", "ERROR")
-
 
 @dataclass
 class CleanReport:
@@ -54,7 +52,7 @@ def clean_sweep(sweep_dir: str | Path, *, dry_run: bool = False) -> CleanReport:
     metric, mode = cfg.sweep.metric, cfg.sweep.mode
     with sweep_lock(paths.root, purpose="clean"):
         records = load_trials(paths.tune)
-        ended = [r for r in records if r.status in FINAL_STATES]
+        ended = [r for r in records if r.ended]
         if len(ended) < len(records) or len(records) < cfg.sweep.num_samples:
             raise HarpError(
                 f"sweep {paths.root} is not finished ({len(ended)} of {cfg.sweep.num_samples} trials ended): "

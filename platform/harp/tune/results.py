@@ -57,6 +57,9 @@ log = logging.getLogger("harp.tune")
 # ------------------------------------------------------------------------------------------
 # trials
 # ------------------------------------------------------------------------------------------
+FINAL_STATES = ("TERMINATED", "ERROR")  # Tune's statuses of a trial that will not run again
+
+
 @dataclass
 class TrialRecord:
     """One Tune trial as export needs it: parameters, status, per-epoch results, error, runs."""
@@ -69,6 +72,11 @@ class TrialRecord:
     error: str | None = None
     train_run: str | None = None  # a multi-worker trial's Train run: a local path or a URI
     trial: Trial | None = None
+
+    @property
+    def ended(self) -> bool:
+        """Completed, stopped early or failed: not paused, pending or cut off (a resume runs those on)."""
+        return self.status in FINAL_STATES
 
     def best_value(self, metric: str, mode: str) -> float | None:
         return best_of((row.get(metric) for row in self.history), mode)
