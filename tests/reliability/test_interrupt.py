@@ -2,19 +2,19 @@
 
 1. `harp sweep --resume-if-exists` starts it (the directory holds none); while it runs, its Ray
    listens on loopback only, Ray's temporary directory is 0700 and holds no AWS secret; Ctrl-C
-   (SIGINT to the process group) stops it: exit 130, "interrupted: N of 3 trials finished;
+   (SIGINT to the process group) stops it: exit 130, "interrupted: N of 4 trials finished;
    resume with ...", no best/.
 2. Nothing but `--resume` may touch it: a fresh start, a resume with another base config or
    space, and `harp clean` of the unfinished sweep are one-line refusals.
 3. `--resume` is stopped by SIGTERM to the driver alone: exit 143, the same message. The trial
    process is paused (SIGSTOP) while the signal is sent, so a trial is certainly cut off mid-run
    (these trials take a second or two: otherwise the sweep may end before the signal comes).
-
-The "N of 4 trials finished" of each stop is checked against the study: a trial cut off mid-run
-is not finished (it runs again on resume).
 4. `--resume-if-exists` finishes it: every trial ran every epoch once, best/ exported, the
    directory's size reported, no checkpoint copies left in TMPDIR.
 5. `harp clean` keeps each trial's best checkpoint only, and export still finds it.
+
+The "N of 4 trials finished" of each stop is checked against the study: a trial cut off mid-run
+is not finished (it runs again on resume).
 """
 from __future__ import annotations
 
@@ -62,6 +62,12 @@ def _files_holding(folder: Path, text: str) -> list[str]:
         except OSError:  # Ray removes files as it goes
             continue
     return found
+
+
+def _finished_count(output: str, sweep_dir: Path) -> int | None:
+    """N of the stopped sweep's "interrupted: N of M trials finished; resume with ..." line."""
+    match = re.search(rf"interrupted: (\d) of {NUM_SAMPLES} trials finished; resume with harp sweep --resume {re.escape(str(sweep_dir))}", output)
+    return int(match.group(1)) if match else None
 
 
 def _complete(storage: str, name: str) -> int:
@@ -169,9 +175,9 @@ def test_sigint_stops_the_sweep_and_says_how_to_resume(interrupted):
     sweep_dir, storage, seen, _ = interrupted
     code, output = seen["first"]
     assert code == 130, output[-3000:]
-    match = re.search(rf"interrupted: (\d) of {NUM_SAMPLES} trials finished; resume with harp sweep --resume {re.escape(str(sweep_dir))}", output)
-    assert match and 1 <= int(match.group(1)) < NUM_SAMPLES, output[-3000:]
-    assert int(match.group(1)) == seen["complete_after_first"], (seen["complete_after_first"], output[-3000:])
+    finished = _finished_count(output, sweep_dir)
+    assert finished is not None and 1 <= finished < NUM_SAMPLES, output[-3000:]
+    assert finished == seen["complete_after_first"], (seen["complete_after_first"], output[-3000:])
     assert "sweep finished" not in output and "exported:" not in output
 
 
@@ -193,8 +199,7 @@ def test_sigterm_stops_a_resumed_sweep_cleanly(interrupted):
     code, output = seen["second"]
     assert seen["complete_at_sigterm"] < NUM_SAMPLES, "every trial had finished before the signal: nothing was stopped"
     assert code == 143, output[-3000:]
-    match = re.search(rf"interrupted: (\d) of {NUM_SAMPLES} trials finished; resume with harp sweep --resume {re.escape(str(sweep_dir))}", output)
-    assert match and int(match.group(1)) == seen["complete_after_second"] < NUM_SAMPLES, (seen["complete_after_second"], output[-3000:])
+    assert _finished_count(output, sweep_dir) == seen["complete_after_second"] < NUM_SAMPLES, (seen["complete_after_second"], output[-3000:])
     assert "Traceback" not in output and "SIGTERM received" not in output, output[-3000:]
 
 
